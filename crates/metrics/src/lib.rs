@@ -1,0 +1,1 @@
+//! traj-metrics
