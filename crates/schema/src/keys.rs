@@ -186,7 +186,7 @@ pub const ATTRIBUTES: &[AttributeSpec] = &[
 pub fn attributes_markdown() -> String {
     let mut s = String::from(
         "# Schema v2 attribute conventions\n\n\
-         Generated from `crates/schema/src/keys.rs` (`traj schema --attributes-md`); a test fails if this file drifts.\n\n\
+         Generated from `crates/schema/src/keys.rs` (`traj schema` prints it); a test fails if this file drifts.\n\n\
          | key | type | on | required | meaning |\n|---|---|---|---|---|\n",
     );
     for a in ATTRIBUTES {
