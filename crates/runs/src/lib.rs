@@ -1,1 +1,338 @@
-//! placeholder
+//! The run directory format on disk: `RUNS/<run_id>/session.json` + `events.jsonl`.
+//!
+//! Writers (the receiver) and readers (datasets, metrics, validate) share this one module so the
+//! layout, the atomic-write protocol and the error locations are defined once.
+//!
+//! Write protocol: `events.jsonl` first, then `session.json`, each via a temp file in the run
+//! directory, `fsync`, `rename`, then `fsync` of the directory. A run is complete when
+//! `session.json` exists; a crash leaves either the old or the new version of each file, never half.
+
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use traj_schema::{is_valid_run_id, Event, Session};
+
+pub const SESSION_FILE: &str = "session.json";
+pub const EVENTS_FILE: &str = "events.jsonl";
+
+/// A problem reading one run, with the file and (for JSONL) the 1-based line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct RunReadError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunsError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("invalid run id {0:?}: a run id is the 32-digit lowercase hex trace id")]
+    InvalidRunId(String),
+    #[error("run {run_id} appears in two inputs: {} and {}", first.display(), second.display())]
+    DuplicateRun {
+        run_id: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RunsError + '_ {
+    move |source| RunsError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One run directory found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir {
+    pub run_id: String,
+    pub path: PathBuf,
+}
+
+/// A run read into memory.
+#[derive(Debug, Clone)]
+pub struct LoadedRun {
+    pub dir: RunDir,
+    pub session: Session,
+    pub events: Vec<Event>,
+}
+
+/// Writes one run atomically and returns its directory. The directory name comes only from
+/// `session.run_id`, which must be a valid run id (hex trace id), so span content can never
+/// choose a path.
+pub fn write_run(
+    runs_dir: &Path,
+    session: &Session,
+    events: &[Event],
+) -> Result<PathBuf, RunsError> {
+    if !is_valid_run_id(&session.run_id) {
+        return Err(RunsError::InvalidRunId(session.run_id.clone()));
+    }
+    let dir = runs_dir.join(&session.run_id);
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+
+    let mut buf = Vec::with_capacity(events.len() * 512);
+    for e in events {
+        serde_json::to_writer(&mut buf, e).map_err(|e| RunsError::Io {
+            path: dir.join(EVENTS_FILE),
+            source: io::Error::other(e),
+        })?;
+        buf.push(b'\n');
+    }
+    write_atomic(&dir.join(EVENTS_FILE), &buf)?;
+
+    let mut s = serde_json::to_vec_pretty(session).map_err(|e| RunsError::Io {
+        path: dir.join(SESSION_FILE),
+        source: io::Error::other(e),
+    })?;
+    s.push(b'\n');
+    write_atomic(&dir.join(SESSION_FILE), &s)?;
+    sync_dir(&dir)?;
+    sync_dir(runs_dir)?;
+    Ok(dir)
+}
+
+/// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunsError> {
+    let parent = path.parent().unwrap_or_else(|| Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(bytes).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<(), RunsError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+/// Lists the runs under each directory (each holds `<run_id>/` subdirectories), merged and sorted
+/// by run id. A directory whose name is not a run id, or that has no `session.json` yet (a run
+/// being written), is skipped. The same run id under two inputs is an error: shards must not overlap.
+pub fn list_runs(dirs: &[PathBuf]) -> Result<Vec<RunDir>, RunsError> {
+    let mut out: Vec<RunDir> = Vec::new();
+    for base in dirs {
+        // Accept either a data dir (with runs/ inside) or the runs dir itself.
+        let base = if base.join("runs").is_dir() {
+            base.join("runs")
+        } else {
+            base.clone()
+        };
+        for entry in fs::read_dir(&base).map_err(io_err(&base))? {
+            let entry = entry.map_err(io_err(&base))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !is_valid_run_id(&name) || !entry.path().join(SESSION_FILE).is_file() {
+                continue;
+            }
+            out.push(RunDir {
+                run_id: name,
+                path: entry.path(),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.run_id.cmp(&b.run_id).then_with(|| a.path.cmp(&b.path)));
+    for pair in out.windows(2) {
+        if pair[0].run_id == pair[1].run_id {
+            return Err(RunsError::DuplicateRun {
+                run_id: pair[0].run_id.clone(),
+                first: pair[0].path.clone(),
+                second: pair[1].path.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Reads one run. The first unreadable line is reported with its file and line number.
+pub fn read_run(dir: &RunDir) -> Result<LoadedRun, RunReadError> {
+    let session_path = dir.path.join(SESSION_FILE);
+    let text = fs::read_to_string(&session_path).map_err(|e| RunReadError {
+        file: session_path.clone(),
+        line: None,
+        message: e.to_string(),
+    })?;
+    let session: Session = serde_json::from_str(&text).map_err(|e| RunReadError {
+        file: session_path.clone(),
+        line: Some(e.line()),
+        message: e.to_string(),
+    })?;
+    let events_path = dir.path.join(EVENTS_FILE);
+    let f = File::open(&events_path).map_err(|e| RunReadError {
+        file: events_path.clone(),
+        line: None,
+        message: e.to_string(),
+    })?;
+    let mut events = Vec::new();
+    for (i, line) in BufReader::new(f).lines().enumerate() {
+        let at = |message: String| RunReadError {
+            file: events_path.clone(),
+            line: Some(i + 1),
+            message,
+        };
+        let line = line.map_err(|e| at(e.to_string()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        events.push(serde_json::from_str::<Event>(&line).map_err(|e| at(e.to_string()))?);
+    }
+    Ok(LoadedRun {
+        dir: dir.clone(),
+        session,
+        events,
+    })
+}
+
+/// Streams every run of `dirs` in run-id order, one in memory at a time.
+pub fn read_runs(
+    dirs: &[PathBuf],
+) -> Result<impl Iterator<Item = Result<LoadedRun, RunReadError>>, RunsError> {
+    Ok(list_runs(dirs)?.into_iter().map(|d| read_run(&d)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use traj_schema::event::{EpisodeEnd, Lineage, Payload, Role};
+    use traj_schema::{Outcome, Summary};
+
+    const RUN: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+    fn session(run_id: &str) -> Session {
+        Session {
+            schema_version: "2".into(),
+            run_id: run_id.into(),
+            trace_id: run_id.into(),
+            goal: "g".into(),
+            goal_family: "f".into(),
+            task_id: None,
+            seed: None,
+            started_at: "2026-11-26T00:00:00Z".into(),
+            finished_at: "2026-11-26T00:00:01Z".into(),
+            duration_ms: 1000.0,
+            service_name: "s".into(),
+            source: "traj".into(),
+            model_stack: Default::default(),
+            runtime_config: Default::default(),
+            data_governance: Default::default(),
+            summary: Summary {
+                outcome: Outcome::Success,
+                success: Some(true),
+                ..Default::default()
+            },
+            config_hash: String::new(),
+            prompt_hash: String::new(),
+            toolset_hash: String::new(),
+            lineage: Default::default(),
+            root_span_seen: true,
+        }
+    }
+
+    fn end_event(run_id: &str) -> Event {
+        Event {
+            schema_version: "2".into(),
+            run_id: run_id.into(),
+            trace_id: run_id.into(),
+            span_id: "00f067aa0ba902b7".into(),
+            step: 0,
+            event_id: "e1".into(),
+            timestamp: "2026-11-26T00:00:01Z".into(),
+            time_unix_nano: 1,
+            role: Role::Run,
+            parent_event_id: None,
+            lineage: Lineage::Root,
+            missing_parent_span_id: None,
+            source: "traj".into(),
+            payload: Payload::EpisodeEnd(EpisodeEnd {
+                outcome: Outcome::Success,
+                steps: 0,
+                failure_class: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn write_then_read_round_trips() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = write_run(tmp.path(), &session(RUN), &[end_event(RUN)]).unwrap();
+        assert_eq!(dir, tmp.path().join(RUN));
+        let runs = list_runs(&[tmp.path().to_path_buf()]).unwrap();
+        assert_eq!(runs.len(), 1);
+        let run = read_run(&runs[0]).unwrap();
+        assert_eq!(run.session, session(RUN));
+        assert_eq!(run.events, vec![end_event(RUN)]);
+        // No temp files left behind.
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn path_traversal_run_ids_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        for bad in [
+            "../../etc",
+            "",
+            "4BF92F3577B34DA6A3CE929D0E0E4736",
+            "00000000000000000000000000000000",
+        ] {
+            let err = write_run(tmp.path(), &session(bad), &[]).unwrap_err();
+            assert!(matches!(err, RunsError::InvalidRunId(_)), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_bad_line_is_reported_with_file_and_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = write_run(tmp.path(), &session(RUN), &[end_event(RUN)]).unwrap();
+        let mut text = fs::read_to_string(dir.join(EVENTS_FILE)).unwrap();
+        text.push_str("{\"truncated\": \n");
+        fs::write(dir.join(EVENTS_FILE), text).unwrap();
+        let err = read_run(&RunDir {
+            run_id: RUN.into(),
+            path: dir.clone(),
+        })
+        .unwrap_err();
+        assert_eq!(err.line, Some(2));
+        assert!(err.to_string().contains("events.jsonl:2:"), "{err}");
+    }
+
+    #[test]
+    fn shards_merge_sorted_and_overlap_is_an_error() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let other = "0af7651916cd43dd8448eb211c80319c";
+        write_run(a.path(), &session(RUN), &[]).unwrap();
+        write_run(b.path(), &session(other), &[]).unwrap();
+        let runs = list_runs(&[a.path().into(), b.path().into()]).unwrap();
+        assert_eq!(
+            runs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(),
+            vec![other, RUN]
+        );
+        write_run(b.path(), &session(RUN), &[]).unwrap();
+        assert!(matches!(
+            list_runs(&[a.path().into(), b.path().into()]),
+            Err(RunsError::DuplicateRun { .. })
+        ));
+    }
+
+    #[test]
+    fn half_written_runs_are_not_listed() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::create_dir_all(tmp.path().join(RUN)).unwrap();
+        fs::write(tmp.path().join(RUN).join(EVENTS_FILE), "").unwrap();
+        assert!(list_runs(&[tmp.path().to_path_buf()]).unwrap().is_empty());
+    }
+}
