@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs every test of traj: the Rust workspace tests, the Python tests (independent OTel SDK
+# clients, Hugging Face `datasets` loading) and the dashboard's headless-browser test.
+# Installs what those need on a fresh machine first (idempotent: a second run installs nothing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# --- what the tests need -------------------------------------------------------------------
+if ! command -v chromium >/dev/null 2>&1; then
+  log "installing Debian chromium (dashboard browser test)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+fi
+if [ ! -x tests/.venv/bin/pytest ]; then
+  log "installing Python test dependencies into tests/.venv"
+  python3 -m venv tests/.venv
+  tests/.venv/bin/pip install -q -r tests/python/requirements.txt
+fi
+if [ -f tests/browser/package.json ] && [ ! -d tests/browser/node_modules ]; then
+  log "installing playwright-core (drives Debian's chromium; downloads no browser)"
+  (cd tests/browser && npm ci --silent --no-audit --no-fund)
+fi
+
+# --- Rust ----------------------------------------------------------------------------------
+log "building traj and the example agent"
+cargo build --workspace --examples
+log "cargo test --workspace"
+cargo test --workspace 2>&1 | tee target/cargo-test.log
+rust_passed=$(grep -Eo 'test result: [a-z]+\. [0-9]+ passed' target/cargo-test.log | awk '{s+=$4} END {print s+0}')
+rust_failed=$(grep -Eo '[0-9]+ failed' target/cargo-test.log | awk '{s+=$1} END {print s+0}')
+
+# --- Python --------------------------------------------------------------------------------
+log "pytest tests/python"
+export TRAJ_BIN="$root/target/debug/traj" TRAJ_AGENT="$root/target/debug/examples/agent"
+set +e
+tests/.venv/bin/pytest -q tests/python 2>&1 | tee target/pytest.log
+py_rc=${PIPESTATUS[0]}
+set -e
+py_passed=$(grep -Eo '[0-9]+ passed' target/pytest.log | tail -1 | awk '{print $1+0}')
+py_failed=$(grep -Eo '[0-9]+ (failed|error)' target/pytest.log | awk '{s+=$1} END {print s+0}')
+[ "$py_rc" -eq 0 ] || [ "$py_failed" -gt 0 ] || py_failed=1
+
+# --- Browser -------------------------------------------------------------------------------
+br_passed=0; br_failed=0
+if [ -f tests/browser/package.json ]; then
+  log "node --test tests/browser"
+  set +e
+  node --test tests/browser/ 2>&1 | tee target/browser.log
+  br_rc=${PIPESTATUS[0]}
+  set -e
+  br_passed=$(grep -Eo '^# pass [0-9]+' target/browser.log | awk '{print $3+0}')
+  br_failed=$(grep -Eo '^# fail [0-9]+' target/browser.log | awk '{print $3+0}')
+  [ "$br_rc" -eq 0 ] || [ "${br_failed:-0}" -gt 0 ] || br_failed=1
+fi
+
+passed=$(( ${rust_passed:-0} + ${py_passed:-0} + ${br_passed:-0} ))
+failed=$(( ${rust_failed:-0} + ${py_failed:-0} + ${br_failed:-0} ))
+echo
+echo "rust: ${rust_passed:-0} passed, ${rust_failed:-0} failed; python: ${py_passed:-0} passed, ${py_failed:-0} failed; browser: ${br_passed:-0} passed, ${br_failed:-0} failed"
+echo "all: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
