@@ -82,21 +82,32 @@ pub fn write_run(
         })?;
         buf.push(b'\n');
     }
-    write_atomic(&dir.join(EVENTS_FILE), &buf)?;
+    write_atomic_with(&dir.join(EVENTS_FILE), &buf, durability)?;
 
     let mut s = serde_json::to_vec_pretty(session).map_err(|e| RunsError::Io {
         path: dir.join(SESSION_FILE),
         source: io::Error::other(e),
     })?;
     s.push(b'\n');
-    write_atomic(&dir.join(SESSION_FILE), &s)?;
-    sync_dir(&dir)?;
-    sync_dir(runs_dir)?;
+    write_atomic_with(&dir.join(SESSION_FILE), &s, durability)?;
+    if durability == Durability::Fsync {
+        sync_dir(&dir)?;
+        sync_dir(runs_dir)?;
+    }
     Ok(dir)
 }
 
 /// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunsError> {
+    write_atomic_with(path, bytes, Durability::Fsync)
+}
+
+/// [`write_atomic`] with a chosen [`Durability`].
+pub fn write_atomic_with(
+    path: &Path,
+    bytes: &[u8],
+    durability: Durability,
+) -> Result<(), RunsError> {
     let parent = path.parent().unwrap_or_else(|| Path::new("."));
     let name = path
         .file_name()
@@ -105,7 +116,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunsError> {
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
     f.write_all(bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
+    if durability == Durability::Fsync {
+        f.sync_all().map_err(io_err(&tmp))?;
+    }
     drop(f);
     fs::rename(&tmp, path).map_err(io_err(path))?;
     Ok(())
