@@ -60,13 +60,30 @@ pub struct LoadedRun {
     pub events: Vec<Event>,
 }
 
-/// Writes one run atomically and returns its directory. The directory name comes only from
-/// `session.run_id`, which must be a valid run id (hex trace id), so span content can never
-/// choose a path.
-pub fn write_run(
+/// Whether a write waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `fsync` files and directories: the new version survives power loss once this returns.
+    #[default]
+    Fsync,
+    /// Atomic rename only. For derived files that can be rebuilt (the receiver re-materializes
+    /// runs from its raw store), trading crash persistence of the latest version for throughput.
+    RenameOnly,
+}
+
+/// Writes one run atomically (and durably) and returns its directory. The directory name comes
+/// only from `session.run_id`, which must be a valid run id (hex trace id), so span content can
+/// never choose a path.
+pub fn write_run(runs_dir: &Path, session: &Session, events: &[Event]) -> Result<PathBuf, RunsError> {
+    write_run_with(runs_dir, session, events, Durability::Fsync)
+}
+
+/// [`write_run`] with a chosen [`Durability`].
+pub fn write_run_with(
     runs_dir: &Path,
     session: &Session,
     events: &[Event],
+    durability: Durability,
 ) -> Result<PathBuf, RunsError> {
     if !is_valid_run_id(&session.run_id) {
         return Err(RunsError::InvalidRunId(session.run_id.clone()));
