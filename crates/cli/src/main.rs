@@ -1,6 +1,7 @@
 //! `traj`: the command-line face of the pipeline. Thin: each subcommand parses its flags and
 //! calls into the library crate that does the work (receive → store → assemble → convert → report).
 
+mod bench_ingest;
 mod cmd_bench;
 mod cmd_build;
 mod cmd_demo;
@@ -12,7 +13,11 @@ mod cmd_validate;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "traj", version, about = "OpenTelemetry-native pipeline from agent traces to training data")]
+#[command(
+    name = "traj",
+    version,
+    about = "OpenTelemetry-native pipeline from agent traces to training data"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,5 +66,8 @@ fn main() -> std::process::ExitCode {
 pub(crate) fn init_logs() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
