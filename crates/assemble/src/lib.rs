@@ -1,1 +1,17 @@
-//! traj-assemble
+//! traj-assemble: turns the spans of one trace into one run (`session.json` + `events.jsonl`
+//! records, in memory), following `docs/conventions.md` for schema v2 traces and
+//! [`MappingRules`] for foreign (GenAI / OpenInference) traces. See `docs/assembly.md`.
+
+pub mod assembly;
+pub mod attributes;
+mod payloads;
+pub mod rules;
+mod session_builder;
+mod span_index;
+pub mod span_record;
+mod warnings;
+
+pub use assembly::{assemble, AssembledRun};
+pub use rules::{MappingRules, ModelPrice, Rule, RulesError};
+pub use span_record::{split_by_trace, SpanRecord, SplitTraces};
+pub use warnings::MAX_WARNINGS;

@@ -1,0 +1,181 @@
+//! Fills `session.json` from the root span (goal, seed, hashes, model stack, runtime config,
+//! governance, outcome) and the figures assembly counted (summary, lineage).
+
+use crate::attributes::{attr_json, attr_str, attr_u64};
+use crate::span_record::SpanRecord;
+use crate::warnings::Warnings;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use std::collections::BTreeMap;
+use traj_schema::session::{DataGovernance, ModelSpec, RuntimeConfig};
+use traj_schema::{keys, time_fmt, LineageStats, Outcome, Session, Summary, SCHEMA_VERSION};
+
+/// What assembly counted, handed to [`build_session`].
+pub(crate) struct RunFacts<'a> {
+    pub trace_hex: &'a str,
+    pub root: Option<&'a SpanRecord>,
+    pub root_span_seen: bool,
+    /// `traj` or `foreign:<convention>`.
+    pub source: String,
+    /// Service name to use when there is no root span.
+    pub fallback_service: &'a str,
+    pub min_start: u64,
+    pub max_end: u64,
+    pub step_count: u32,
+    pub llm_calls: u32,
+    pub tool_calls: u32,
+    pub tool_errors: u32,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_estimate_usd: f64,
+    /// Role -> model seen on its LLM calls (used when the root has no `traj.model_stack`).
+    pub observed_models: BTreeMap<String, String>,
+    /// Goal of the first planner input, used when the root carries none.
+    pub fallback_goal: String,
+    pub lineage: LineageStats,
+}
+
+fn hash_attr(root: &SpanRecord, key: &str, hex: &str, w: &mut Warnings) -> String {
+    match attr_str(&root.span.attributes, key) {
+        Some(h) if h.starts_with("sha256:") => h.to_owned(),
+        Some(h) => {
+            w.push(format!(
+                "span {hex}: {key} {h:?} is not sha256:<hex>; left empty"
+            ));
+            String::new()
+        }
+        None => String::new(),
+    }
+}
+
+pub(crate) fn build_session(f: RunFacts, w: &mut Warnings) -> Session {
+    let (start, end) = match f.root {
+        Some(r) => (
+            r.span.start_time_unix_nano,
+            r.span.end_time_unix_nano.max(r.span.start_time_unix_nano),
+        ),
+        None => (f.min_start, f.max_end.max(f.min_start)),
+    };
+    let mut s = Session {
+        schema_version: SCHEMA_VERSION.to_owned(),
+        run_id: f.trace_hex.to_owned(),
+        trace_id: f.trace_hex.to_owned(),
+        goal: f.fallback_goal.clone(),
+        goal_family: String::new(),
+        task_id: None,
+        seed: None,
+        started_at: time_fmt::rfc3339_from_unix_nanos(start),
+        finished_at: time_fmt::rfc3339_from_unix_nanos(end),
+        duration_ms: (end - start) as f64 / 1e6,
+        service_name: f.fallback_service.to_owned(),
+        source: f.source,
+        model_stack: BTreeMap::new(),
+        runtime_config: RuntimeConfig::default(),
+        data_governance: DataGovernance {
+            redaction_policy: String::new(),
+            redaction_version: String::new(),
+            pii_scan_status: "not_redacted".into(),
+        },
+        summary: Summary {
+            outcome: Outcome::Unknown,
+            success: None,
+            step_count: f.step_count,
+            llm_calls: f.llm_calls,
+            tool_calls: f.tool_calls,
+            tool_errors: f.tool_errors,
+            input_tokens: f.input_tokens,
+            output_tokens: f.output_tokens,
+            cost_estimate_usd: f.cost_estimate_usd,
+            failure_class: None,
+            spans_dropped_at_source: 0,
+        },
+        config_hash: String::new(),
+        prompt_hash: String::new(),
+        toolset_hash: String::new(),
+        lineage: f.lineage,
+        root_span_seen: f.root_span_seen,
+    };
+    let mut model_stack_given = false;
+    if let Some(root) = f.root {
+        let a = &root.span.attributes;
+        let hex = hex::encode(&root.span.span_id);
+        s.service_name = root.service_name.to_string();
+        if let Some(g) = attr_str(a, keys::GOAL) {
+            s.goal = g.to_owned();
+        }
+        s.goal_family = attr_str(a, keys::GOAL_FAMILY)
+            .unwrap_or_default()
+            .to_owned();
+        s.task_id = attr_str(a, keys::TASK_ID).map(str::to_owned);
+        s.seed = attr_u64(a, keys::SEED);
+        s.config_hash = hash_attr(root, keys::CONFIG_HASH, &hex, w);
+        s.prompt_hash = hash_attr(root, keys::PROMPT_HASH, &hex, w);
+        s.toolset_hash = hash_attr(root, keys::TOOLSET_HASH, &hex, w);
+        match attr_json::<BTreeMap<String, ModelSpec>>(a, keys::MODEL_STACK) {
+            Ok(Some(m)) => {
+                s.model_stack = m;
+                model_stack_given = true;
+            }
+            Ok(None) => {}
+            Err(e) => w.push(format!("span {hex}: {} malformed ({e})", keys::MODEL_STACK)),
+        }
+        match attr_json::<RuntimeConfig>(a, keys::RUNTIME_CONFIG) {
+            Ok(Some(c)) => s.runtime_config = c,
+            Ok(None) => {}
+            Err(e) => w.push(format!(
+                "span {hex}: {} malformed ({e})",
+                keys::RUNTIME_CONFIG
+            )),
+        }
+        let policy = attr_str(a, keys::REDACTION_POLICY).unwrap_or_default();
+        s.data_governance = DataGovernance {
+            redaction_policy: policy.to_owned(),
+            redaction_version: attr_str(a, keys::REDACTION_VERSION)
+                .unwrap_or_default()
+                .to_owned(),
+            pii_scan_status: if policy.is_empty() || policy == "none" {
+                "not_redacted".into()
+            } else {
+                "source_redacted".into()
+            },
+        };
+        let root_error = root
+            .span
+            .status
+            .as_ref()
+            .is_some_and(|st| st.code == StatusCode::Error as i32);
+        s.summary.outcome = match attr_str(a, keys::OUTCOME) {
+            Some(o) => Outcome::parse(o),
+            None if root_error => Outcome::Failure,
+            None => Outcome::Unknown,
+        };
+        s.summary.failure_class =
+            attr_str(a, keys::FAILURE_CLASS)
+                .map(str::to_owned)
+                .or_else(|| {
+                    (s.summary.outcome == Outcome::Failure)
+                        .then(|| attr_str(a, keys::ERROR_TYPE).map(str::to_owned))
+                        .flatten()
+                });
+        s.summary.spans_dropped_at_source = attr_u64(a, keys::SPANS_DROPPED).unwrap_or(0);
+    }
+    if !model_stack_given {
+        s.model_stack = f
+            .observed_models
+            .into_iter()
+            .map(|(role, model)| {
+                (
+                    role,
+                    ModelSpec {
+                        model,
+                        params: BTreeMap::new(),
+                    },
+                )
+            })
+            .collect();
+    }
+    s.summary.success = match s.summary.outcome {
+        Outcome::Unknown => None,
+        o => Some(o == Outcome::Success),
+    };
+    s
+}
