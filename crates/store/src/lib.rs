@@ -1,1 +1,45 @@
-//! traj-store
+//! traj-store: the append-only raw span store. The receiver appends every accepted OTLP export
+//! batch (opaque bytes) here before acknowledging it; assembly replays it by sequence number.
+//!
+//! Layout: `DIR/raw/seg-<20-digit first seq>.log`, each a run of CRC-protected records (format,
+//! fsync policy and recovery rules in `docs/store.md`). Concurrent [`Store::append`] calls are
+//! batched by one writer thread into a single write + `fdatasync` per group (group commit); the
+//! queue in front of it is bounded and a full queue is reported as [`StoreError::Busy`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), traj_store::StoreError> {
+//! use traj_store::{Store, StoreConfig};
+//! let (store, report) = Store::open(StoreConfig::new("/var/lib/traj"))?;
+//! let seq = store.append(bytes::Bytes::from_static(b"export request")).await?;
+//! assert_eq!(store.read(seq)?, &b"export request"[..]);
+//! for rec in store.scan(0) {
+//!     let (_seq, _payload) = rec?;
+//! }
+//! store.close().await?;
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod error;
+mod fault_injection;
+mod group_commit_writer;
+mod record_format;
+mod recovery;
+mod scan_iter;
+mod segment_files;
+mod segment_index;
+mod store_handle;
+
+#[cfg(test)]
+mod fault_tests;
+
+pub use config::{
+    FsyncPolicy, StoreConfig, DEFAULT_MAX_BATCH_BYTES, DEFAULT_QUEUE_CAPACITY,
+    DEFAULT_SEGMENT_BYTES,
+};
+pub use error::{CorruptKind, StoreError, WriteOp};
+pub use record_format::{HEADER_LEN, MAX_PAYLOAD};
+pub use recovery::{RecoveryReport, Truncation};
+pub use scan_iter::Scan;
+pub use segment_files::segment_name;
+pub use store_handle::{AppendTicket, Store, StoreStats};
