@@ -1,0 +1,439 @@
+//! Hand-built runs that follow the span → event contract (ids, parents, lineage, ordering), for
+//! tests, the committed dashboard fixtures and demos. Every metric test builds its runs here and
+//! states the expected values by hand.
+
+use std::collections::BTreeMap;
+use traj_schema::event::{
+    event_id, EpisodeEnd, PlanStep, PlannerInput, PlannerOutput, VerifierInput, VerifierOutput,
+    WorkerAction, WorkerInput, WorkerOutput, WorkerToolCall, WorkerToolResult,
+};
+use traj_schema::session::{DataGovernance, ModelSpec, RuntimeConfig, Summary};
+use traj_schema::time_fmt::rfc3339_from_unix_nanos;
+use traj_schema::{
+    Event, Lineage, LineageStats, Outcome, Payload, Role, Session, ToolStatus, Verdict,
+};
+
+/// 2026-11-26T00:00:00Z in Unix nanoseconds.
+const BASE_NANOS: u64 = 1_795_651_200_000_000_000;
+
+/// A tool result to put in a worker step: `Ok(())` or `Err(error_class)`.
+pub type ToolOutcome<'a> = (&'a str, Result<(), &'a str>);
+
+/// Builds one run cycle by cycle: `plan` → `work` → `verdict`, then `finish`.
+#[derive(Debug, Clone)]
+pub struct RunBuilder {
+    session: Session,
+    events: Vec<Event>,
+    start: u64,
+    clock: u64,
+    spans: u64,
+    step: u32,
+    last_output: Option<String>,
+    tool_calls: u32,
+    tool_errors: u32,
+}
+
+impl RunBuilder {
+    /// A run whose ids derive from `n` (distinct `n`, distinct runs), started `n` minutes after
+    /// 2026-11-26T00:00:00Z, with config `sha256:…c0`, prompt `sha256:…p0` and goal family
+    /// `arith` until changed with [`RunBuilder::session`].
+    pub fn new(n: u64) -> Self {
+        let digest = traj_schema::hashing::hash_str(&format!("testkit run {n}"));
+        let run_id = digest.trim_start_matches("sha256:").to_string();
+        let start = BASE_NANOS + n * 60_000_000_000;
+        let spec = |m: &str| ModelSpec {
+            model: m.to_string(),
+            params: BTreeMap::new(),
+        };
+        let session = Session {
+            schema_version: traj_schema::SCHEMA_VERSION.to_string(),
+            run_id: run_id.clone(),
+            trace_id: run_id,
+            goal: format!("task {n}"),
+            goal_family: "arith".to_string(),
+            task_id: Some(format!("task-{n}")),
+            seed: Some(n),
+            started_at: rfc3339_from_unix_nanos(start),
+            finished_at: String::new(),
+            duration_ms: 0.0,
+            service_name: "testkit-agent".to_string(),
+            source: "traj".to_string(),
+            model_stack: [
+                ("planner".to_string(), spec("planner-model")),
+                ("worker".to_string(), spec("worker-model")),
+                ("verifier".to_string(), spec("verifier-model")),
+            ]
+            .into(),
+            runtime_config: RuntimeConfig {
+                max_steps: 8,
+                tool_mode: "synthetic".to_string(),
+                ..Default::default()
+            },
+            data_governance: DataGovernance {
+                redaction_policy: "default".to_string(),
+                redaction_version: "1".to_string(),
+                pii_scan_status: "source_redacted".to_string(),
+            },
+            summary: Summary::default(),
+            config_hash: format!("sha256:{:032x}", 0xc0),
+            prompt_hash: format!("sha256:{:032x}", 0xa0),
+            toolset_hash: format!("sha256:{:032x}", 0x70),
+            lineage: LineageStats::default(),
+            root_span_seen: true,
+        };
+        RunBuilder {
+            session,
+            events: Vec::new(),
+            start,
+            clock: start,
+            spans: 0,
+            step: 0,
+            last_output: None,
+            tool_calls: 0,
+            tool_errors: 0,
+        }
+    }
+
+    /// Edits the session (config hash, model stack, goal family, ...).
+    pub fn session(mut self, f: impl FnOnce(&mut Session)) -> Self {
+        f(&mut self.session);
+        self
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.session.run_id
+    }
+
+    fn new_span(&mut self) -> String {
+        self.spans += 1;
+        format!("{:016x}", 0x1000 + self.spans)
+    }
+
+    fn tick(&mut self) -> u64 {
+        self.clock += 1_000_000;
+        self.clock
+    }
+
+    fn push(
+        &mut self,
+        span_id: &str,
+        role: Role,
+        ordinal: u32,
+        parent: Option<String>,
+        payload: Payload,
+    ) -> String {
+        let t = self.tick();
+        let id = event_id(
+            &self.session.trace_id,
+            span_id,
+            payload.event_type(),
+            ordinal,
+        );
+        let lineage = if parent.is_some() {
+            Lineage::Parent
+        } else {
+            Lineage::Root
+        };
+        self.events.push(Event {
+            schema_version: traj_schema::SCHEMA_VERSION.to_string(),
+            run_id: self.session.run_id.clone(),
+            trace_id: self.session.trace_id.clone(),
+            span_id: span_id.to_string(),
+            step: self.step,
+            event_id: id.clone(),
+            timestamp: rfc3339_from_unix_nanos(t),
+            time_unix_nano: t,
+            role,
+            parent_event_id: parent,
+            lineage,
+            missing_parent_span_id: None,
+            source: "traj".to_string(),
+            payload,
+        });
+        id
+    }
+
+    /// A planner step with `(description, tool)` steps indexed 0.. and the given tool mask.
+    pub fn plan(self, steps: &[(&str, Option<&str>)], mask: &[(&str, bool)]) -> Self {
+        let steps = steps
+            .iter()
+            .enumerate()
+            .map(|(i, (d, t))| PlanStep {
+                index: i as u32,
+                description: d.to_string(),
+                tool: t.map(String::from),
+            })
+            .collect();
+        self.plan_steps(steps, mask)
+    }
+
+    /// A planner step with explicit plan steps (e.g. duplicate indices). A plan that follows a
+    /// verdict is a replan and links to that verdict.
+    pub fn plan_steps(mut self, plan: Vec<PlanStep>, mask: &[(&str, bool)]) -> Self {
+        let span = self.new_span();
+        let replan = self.events.iter().rev().find_map(|e| match &e.payload {
+            Payload::VerifierOutput(v) => Some((e.event_id.clone(), v.feedback.clone())),
+            _ => None,
+        });
+        let input = PlannerInput {
+            goal: self.session.goal.clone(),
+            tool_mask: mask.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            replan_reason: replan.as_ref().map(|(_, f)| f.clone()),
+            ..Default::default()
+        };
+        let parent = replan.map(|(id, _)| id);
+        let input_id = self.push(
+            &span,
+            Role::Planner,
+            0,
+            parent,
+            Payload::PlannerInput(input),
+        );
+        let out = PlannerOutput {
+            plan,
+            rationale: "hand-built".to_string(),
+            ..Default::default()
+        };
+        let id = self.push(
+            &span,
+            Role::Planner,
+            0,
+            Some(input_id),
+            Payload::PlannerOutput(out),
+        );
+        self.last_output = Some(id);
+        self
+    }
+
+    /// A worker step making one tool call per entry, in order. The step's status is the last
+    /// call's.
+    pub fn work(mut self, calls: &[ToolOutcome<'_>]) -> Self {
+        let span = self.new_span();
+        let input = WorkerInput {
+            current_step: format!("cycle {}", self.step),
+            ..Default::default()
+        };
+        let parent = self.last_output.clone();
+        let input_id = self.push(&span, Role::Worker, 0, parent, Payload::WorkerInput(input));
+        let action = WorkerAction {
+            action: if calls.is_empty() {
+                "respond"
+            } else {
+                "tool_call"
+            }
+            .to_string(),
+            tool: calls.first().map(|(t, _)| t.to_string()),
+            ..Default::default()
+        };
+        let action_id = self.push(
+            &span,
+            Role::Worker,
+            0,
+            Some(input_id),
+            Payload::WorkerAction(action),
+        );
+        let mut last_err = None;
+        for (i, (tool, res)) in calls.iter().enumerate() {
+            let tspan = self.new_span();
+            let call_id = format!("call-{}-{i}", self.step);
+            let call = WorkerToolCall {
+                tool: tool.to_string(),
+                call_id: call_id.clone(),
+                arguments: serde_json::Value::Null,
+                attempt: 1,
+            };
+            let call_ev = self.push(
+                &tspan,
+                Role::Tool,
+                0,
+                Some(action_id.clone()),
+                Payload::WorkerToolCall(call),
+            );
+            self.tool_calls += 1;
+            let err = res.err().map(String::from);
+            if err.is_some() {
+                self.tool_errors += 1;
+            }
+            last_err = err.clone();
+            let result = WorkerToolResult {
+                tool: tool.to_string(),
+                call_id,
+                status: if err.is_some() {
+                    ToolStatus::Error
+                } else {
+                    ToolStatus::Ok
+                },
+                result: serde_json::Value::Null,
+                error_message: err.as_ref().map(|c| format!("{c} raised")),
+                error_class: err,
+                attempt: 1,
+                duration_ms: 1.0,
+            };
+            self.push(
+                &tspan,
+                Role::Tool,
+                0,
+                Some(call_ev),
+                Payload::WorkerToolResult(result),
+            );
+        }
+        let out = WorkerOutput {
+            status: if last_err.is_some() {
+                ToolStatus::Error
+            } else {
+                ToolStatus::Ok
+            },
+            summary: "done".to_string(),
+            error_class: last_err,
+            ..Default::default()
+        };
+        let id = self.push(
+            &span,
+            Role::Worker,
+            0,
+            Some(action_id),
+            Payload::WorkerOutput(out),
+        );
+        self.last_output = Some(id);
+        self
+    }
+
+    /// A verifier step; the next cycle starts after it.
+    pub fn verdict(mut self, verdict: Verdict) -> Self {
+        let span = self.new_span();
+        let parent = self.last_output.clone();
+        let input_id = self.push(
+            &span,
+            Role::Verifier,
+            0,
+            parent,
+            Payload::VerifierInput(VerifierInput::default()),
+        );
+        let out = VerifierOutput {
+            verdict,
+            feedback: format!("{} after cycle {}", verdict.as_str(), self.step),
+            risk_flags: vec![],
+            confidence: None,
+            llm_calls: vec![],
+        };
+        let id = self.push(
+            &span,
+            Role::Verifier,
+            0,
+            Some(input_id),
+            Payload::VerifierOutput(out),
+        );
+        self.last_output = Some(id);
+        self.step += 1;
+        self
+    }
+
+    /// Ends the run with `outcome`: adds `episode_end` and fills the session summary.
+    pub fn finish(mut self, outcome: Outcome) -> (Session, Vec<Event>) {
+        let steps = self.events.iter().map(|e| e.step + 1).max().unwrap_or(0);
+        self.step = steps.saturating_sub(1);
+        let parent = self.events.last().map(|e| e.event_id.clone());
+        let end = EpisodeEnd {
+            outcome,
+            steps,
+            failure_class: (outcome != Outcome::Success).then(|| "goal_not_met".to_string()),
+        };
+        self.push(
+            "0000000000001000",
+            Role::Run,
+            0,
+            parent,
+            Payload::EpisodeEnd(end),
+        );
+        let root = self
+            .events
+            .iter()
+            .filter(|e| e.lineage == Lineage::Root)
+            .count() as u64;
+        let n = self.events.len() as u64;
+        let s = &mut self.session;
+        s.finished_at = rfc3339_from_unix_nanos(self.clock);
+        s.duration_ms = (self.clock - self.start) as f64 / 1e6;
+        s.summary = Summary {
+            outcome,
+            success: (outcome != Outcome::Unknown).then_some(outcome == Outcome::Success),
+            step_count: steps,
+            llm_calls: 0,
+            tool_calls: self.tool_calls,
+            tool_errors: self.tool_errors,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_estimate_usd: 0.0,
+            failure_class: (outcome != Outcome::Success).then(|| "goal_not_met".to_string()),
+            spans_dropped_at_source: 0,
+        };
+        s.lineage = LineageStats {
+            spans: self.spans + 1,
+            events: n,
+            root_events: root,
+            parented_events: n - root,
+            orphan_events: 0,
+            unmapped_spans: 0,
+            duplicate_spans: 0,
+        };
+        (self.session, self.events)
+    }
+}
+
+/// Writes a run directory (`DIR/<run_id>/session.json` + `events.jsonl`) the way the pipeline
+/// lays them out.
+pub fn write_run_dir(
+    dir: &std::path::Path,
+    session: &Session,
+    events: &[Event],
+) -> std::io::Result<std::path::PathBuf> {
+    let run_dir = dir.join(&session.run_id);
+    std::fs::create_dir_all(&run_dir)?;
+    let mut s = serde_json::to_string_pretty(session).map_err(std::io::Error::other)?;
+    s.push('\n');
+    std::fs::write(run_dir.join("session.json"), s)?;
+    let mut lines = String::new();
+    for e in events {
+        lines.push_str(&serde_json::to_string(e).map_err(std::io::Error::other)?);
+        lines.push('\n');
+    }
+    std::fs::write(run_dir.join("events.jsonl"), lines)?;
+    Ok(run_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use traj_schema::EventType;
+
+    #[test]
+    fn built_runs_pass_schema_validation() {
+        let (s, ev) = RunBuilder::new(3)
+            .plan(&[("look", Some("search"))], &[("search", true)])
+            .work(&[("search", Err("timeout")), ("search", Ok(()))])
+            .verdict(Verdict::Replan)
+            .plan(&[("look again", Some("search"))], &[("search", true)])
+            .work(&[("search", Ok(()))])
+            .verdict(Verdict::End)
+            .finish(Outcome::Success);
+        let st = serde_json::to_string(&s).unwrap();
+        let et: String = ev
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap() + "\n")
+            .collect();
+        let check = traj_schema::validate_run(&st, &et);
+        assert!(check.is_valid(), "{:?}", check.violations);
+        assert_eq!(check.events_with_valid_lineage, ev.len() as u64);
+        assert_eq!(s.summary.step_count, 2);
+        assert_eq!(s.summary.tool_errors, 1);
+        // the replan links to the verdict that asked for it
+        let replan_input = ev
+            .iter()
+            .filter(|e| e.event_type() == EventType::PlannerInput)
+            .nth(1)
+            .unwrap();
+        let parent = replan_input.parent_event_id.as_deref().unwrap();
+        let parent_ev = ev.iter().find(|e| e.event_id == parent).unwrap();
+        assert_eq!(parent_ev.event_type(), EventType::VerifierOutput);
+    }
+}
