@@ -1,0 +1,176 @@
+//! Phone numbers: international (`+CC ...`) and national formats with separators.
+//!
+//! A candidate is a run of digit groups joined by single separators (space, `-`, `.`, or
+//! parentheses around a group), optionally led by `+`. It is a phone number when it has 9–15
+//! digits and:
+//! - without `+`: at least two groups (a plain long integer is never a phone), every group ≥ 2
+//!   digits except a leading trunk/country digit when there are ≥ 3 groups;
+//! - dots only in the three-group `555.123.4567` form unless led by `+` (so versions
+//!   `10.0.19041.1234` and IPv4 addresses are not phones);
+//! - not date-shaped: the first three groups `yyyy-mm-dd` / `dd.mm.yyyy` (with `-`, `.`, `/`)
+//!   reject the candidate and scanning restarts after the date (`2024-01-15 555 123 4567` still
+//!   finds the phone);
+//! - not the SSN shape `ddd-dd-dddd` (the national-id detector owns it);
+//! - not thousands-grouped (`1 234 567 890`: ≥ 4 space-separated groups, all but the first of 3);
+//! - not followed by `:digit` (a time or a port).
+//!
+//! Candidates stop after 8 groups or 15 digits, so each start costs O(1) and the scan is linear.
+
+use super::Hit;
+use crate::kind::PiiKind;
+use crate::text::{byte_at, digit_at, word_at, word_before};
+
+const MAX_GROUPS: usize = 8;
+const MAX_DIGITS: usize = 15;
+
+#[derive(Default)]
+struct Cand {
+    plus: bool,
+    groups: [u8; MAX_GROUPS],
+    group_end: [usize; MAX_GROUPS],
+    seps: [u8; MAX_GROUPS],
+    ngroups: usize,
+    digits: usize,
+    too_long: bool,
+    end: usize,
+}
+
+pub(crate) fn find(s: &[u8], out: &mut Vec<Hit>) {
+    let n = s.len();
+    let mut i = 0;
+    while i < n {
+        let b = s[i];
+        let starts = match b {
+            b'+' | b'(' => digit_at(s, i + 1),
+            b'0'..=b'9' => true,
+            _ => false,
+        };
+        if !starts {
+            i += 1;
+            continue;
+        }
+        if word_before(s, i) || (i > 0 && matches!(s[i - 1], b'.' | b'-' | b'+' | b'/')) {
+            // Inside a word or number: skip the rest of the digit run.
+            i += 1;
+            while digit_at(s, i) {
+                i += 1;
+            }
+            continue;
+        }
+        let c = scan(s, i);
+        match judge(s, &c) {
+            Verdict::Phone => {
+                out.push(Hit::new(i, c.end, PiiKind::Phone));
+                i = c.end;
+            }
+            Verdict::RestartAt(k) => i = k.max(i + 1),
+            Verdict::No => i = c.end.max(i + 1),
+        }
+    }
+}
+
+fn scan(s: &[u8], start: usize) -> Cand {
+    let mut c = Cand::default();
+    let mut j = start;
+    if s[j] == b'+' {
+        c.plus = true;
+        j += 1;
+    }
+    let mut sep = 0u8;
+    loop {
+        let open = byte_at(s, j) == b'(' && digit_at(s, j + 1);
+        if open {
+            j += 1;
+        }
+        let gs = j;
+        while digit_at(s, j) {
+            j += 1;
+        }
+        let glen = j - gs;
+        c.digits += glen;
+        if c.digits > MAX_DIGITS || c.ngroups == MAX_GROUPS {
+            c.too_long = true;
+            c.end = j;
+            return c;
+        }
+        let mut sep_here = sep;
+        if open {
+            if byte_at(s, j) != b')' {
+                c.end = gs - 1;
+                c.ngroups = 0; // unbalanced: reject
+                return c;
+            }
+            j += 1;
+            sep_here = if sep == 0 { b'(' } else { sep };
+        }
+        c.groups[c.ngroups] = glen as u8;
+        c.seps[c.ngroups] = sep_here;
+        c.group_end[c.ngroups] = j;
+        c.ngroups += 1;
+        c.end = j;
+        // Next separator (a `)` may be followed directly by digits or by one separator).
+        let mut k = j;
+        let mut next_sep = if open { b')' } else { 0 };
+        if matches!(byte_at(s, k), b' ' | b'-' | b'.') {
+            next_sep = s[k];
+            k += 1;
+        }
+        if next_sep == 0 {
+            return c;
+        }
+        if digit_at(s, k) || (byte_at(s, k) == b'(' && digit_at(s, k + 1)) {
+            sep = next_sep;
+            j = k;
+        } else {
+            return c;
+        }
+    }
+}
+
+enum Verdict {
+    Phone,
+    RestartAt(usize),
+    No,
+}
+
+fn judge(s: &[u8], c: &Cand) -> Verdict {
+    if c.too_long || c.ngroups == 0 {
+        return Verdict::No;
+    }
+    let g = &c.groups[..c.ngroups];
+    let seps = &c.seps[1..c.ngroups];
+    // Date-shaped prefix: reject, restart after the date.
+    if c.ngroups >= 3
+        && !c.plus
+        && seps[..2].iter().all(|b| matches!(b, b'-' | b'.' | b'/'))
+        && ((g[0] == 4 && g[1] <= 2 && g[2] <= 2) || (g[0] <= 2 && g[1] <= 2 && g[2] == 4))
+    {
+        return Verdict::RestartAt(c.group_end[2]);
+    }
+    if !(9..=MAX_DIGITS).contains(&c.digits) {
+        return Verdict::No;
+    }
+    if word_at(s, c.end) || (byte_at(s, c.end) == b':' && digit_at(s, c.end + 1)) {
+        return Verdict::No;
+    }
+    if c.plus {
+        return Verdict::Phone;
+    }
+    if c.ngroups < 2 {
+        return Verdict::No;
+    }
+    let first_ok = g[0] >= 2 || c.ngroups >= 3;
+    if !first_ok || g[1..].iter().any(|&l| l < 2) {
+        return Verdict::No;
+    }
+    if seps.contains(&b'.') && c.ngroups != 3 {
+        return Verdict::No;
+    }
+    if c.ngroups == 3 && g == [3, 2, 4] && seps.iter().all(|&b| b == b'-') {
+        return Verdict::No;
+    }
+    if c.ngroups >= 4 && seps.iter().all(|&b| b == b' ') && g[1..].iter().all(|&l| l == 3) {
+        return Verdict::No;
+    }
+    Verdict::Phone
+}
