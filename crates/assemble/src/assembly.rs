@@ -111,10 +111,12 @@ pub fn assemble<'r>(
     }
 
     // ---- roles -------------------------------------------------------------------------------
-    let native = idx
-        .nodes
-        .iter()
-        .any(|nd| crate::payloads::has(&nd.rec.span.attributes, keys::SCHEMA_VERSION));
+    // Native when any span speaks schema v2 (the root carries the version; without the root,
+    // as after an idle-timeout, `traj.role` on the other spans still tells).
+    let native = idx.nodes.iter().any(|nd| {
+        let a = &nd.rec.span.attributes;
+        crate::payloads::has(a, keys::SCHEMA_VERSION) || crate::payloads::has(a, keys::ROLE)
+    });
     let mut roles: Vec<Option<(Role, &'r str)>> = Vec::with_capacity(n);
     for nd in &idx.nodes {
         let r = if native {
