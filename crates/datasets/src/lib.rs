@@ -1,1 +1,29 @@
-//! traj-datasets
+//! `traj-datasets`: turns assembled runs into role datasets — planner / worker / verifier SFT,
+//! verifier preference pairs and worker recovery cases — with a second redaction pass, quality
+//! checks and quarantine, dedup, near-duplicate-aware leak-free splits, a report and a manifest.
+//! See `docs/datasets.md` for the formats and the labelling rules.
+
+pub mod build;
+pub mod config;
+pub mod labels;
+pub mod minhash;
+pub mod output;
+pub mod prefs;
+pub mod quality;
+pub mod redact;
+pub mod report;
+pub mod rng;
+pub mod rows;
+pub mod runview;
+pub mod split;
+pub mod synth;
+pub mod views;
+
+pub use build::{build, BuildError, BuildInputs, BuildSummary, Quarantined};
+pub use config::BuildConfig;
+pub use labels::{HumanLabel, LabelError, Labels};
+pub use redact::Redactor;
+pub use report::Report;
+pub use rows::{Format, Row, View};
+pub use split::Split;
+pub use synth::generate_corpus;

@@ -1,0 +1,212 @@
+//! Near-duplicate goal detection: MinHash signatures over word shingles (hand-rolled, seeded)
+//! and LSH banding to find candidate pairs, confirmed by estimated Jaccard similarity and merged
+//! into clusters with a union-find. Clusters are what the split keeps together.
+
+use crate::rng::{hash_bytes, SplitMix64};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Parameters of the near-duplicate search (part of the build config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NearDupConfig {
+    /// Words per shingle (goals shorter than this are one shingle).
+    pub shingle_words: usize,
+    /// LSH bands; `bands * rows` is the signature length.
+    pub bands: usize,
+    pub rows: usize,
+    /// Estimated Jaccard similarity at or above which two goals are near-duplicates.
+    pub threshold: f64,
+}
+
+impl Default for NearDupConfig {
+    fn default() -> Self {
+        // 16 bands x 8 rows: the S-curve's midpoint is (1/16)^(1/8) ~ 0.71, matching the threshold.
+        Self {
+            shingle_words: 3,
+            bands: 16,
+            rows: 8,
+            threshold: 0.7,
+        }
+    }
+}
+
+/// Normalized goal text: lowercase, every non-alphanumeric character a space, whitespace
+/// collapsed. `goal_hash` is defined on this text.
+pub fn normalize_goal(goal: &str) -> String {
+    let mapped: String = goal
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() {
+                c.to_lowercase().next().unwrap_or(c)
+            } else {
+                ' '
+            }
+        })
+        .collect();
+    mapped.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The word shingles of a normalized text (deduplicated, sorted).
+pub fn shingles(normalized: &str, k: usize) -> Vec<String> {
+    let words: Vec<&str> = normalized.split_whitespace().collect();
+    let k = k.max(1);
+    let mut out: Vec<String> = if words.len() <= k {
+        vec![words.join(" ")]
+    } else {
+        words.windows(k).map(|w| w.join(" ")).collect()
+    };
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A seeded family of hash functions; the same seed gives the same signatures.
+#[derive(Debug, Clone)]
+pub struct MinHasher {
+    seeds: Vec<u64>,
+    config: NearDupConfig,
+}
+
+impl MinHasher {
+    pub fn new(config: &NearDupConfig, seed: u64) -> Self {
+        let mut rng = SplitMix64::new(seed ^ 0x6D69_6E68_6173_6821);
+        let n = config.bands.max(1) * config.rows.max(1);
+        Self {
+            seeds: (0..n).map(|_| rng.next_u64()).collect(),
+            config: config.clone(),
+        }
+    }
+
+    /// MinHash signature of a (raw) goal text.
+    pub fn signature(&self, goal: &str) -> Vec<u64> {
+        let sh = shingles(&normalize_goal(goal), self.config.shingle_words);
+        self.seeds
+            .iter()
+            .map(|s| {
+                sh.iter()
+                    .map(|x| hash_bytes(x.as_bytes(), *s))
+                    .min()
+                    .unwrap_or(u64::MAX)
+            })
+            .collect()
+    }
+}
+
+/// Fraction of equal positions: the MinHash estimate of Jaccard similarity.
+pub fn estimated_jaccard(a: &[u64], b: &[u64]) -> f64 {
+    if a.is_empty() || a.len() != b.len() {
+        return 0.0;
+    }
+    let same = a.iter().zip(b).filter(|(x, y)| x == y).count();
+    same as f64 / a.len() as f64
+}
+
+/// Union-find over `0..n` with path halving; the smaller index becomes the root, so cluster
+/// representatives do not depend on merge order.
+#[derive(Debug, Clone)]
+pub struct UnionFind {
+    parent: Vec<usize>,
+}
+
+impl UnionFind {
+    pub fn new(n: usize) -> Self {
+        Self {
+            parent: (0..n).collect(),
+        }
+    }
+
+    pub fn find(&mut self, mut x: usize) -> usize {
+        while self.parent[x] != x {
+            self.parent[x] = self.parent[self.parent[x]];
+            x = self.parent[x];
+        }
+        x
+    }
+
+    pub fn union(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
+            self.parent[hi] = lo;
+        }
+    }
+}
+
+/// Near-duplicate clusters of the given signatures: `result[i]` is the smallest index of the
+/// cluster of item `i`. Pairs are candidates when any LSH band matches, and merged when their
+/// estimated Jaccard similarity reaches the threshold.
+pub fn near_duplicate_clusters(signatures: &[Vec<u64>], config: &NearDupConfig) -> Vec<usize> {
+    let mut uf = UnionFind::new(signatures.len());
+    let rows = config.rows.max(1);
+    for band in 0..config.bands.max(1) {
+        let mut buckets: BTreeMap<&[u64], Vec<usize>> = BTreeMap::new();
+        for (i, sig) in signatures.iter().enumerate() {
+            let lo = band * rows;
+            if let Some(slice) = sig.get(lo..lo + rows) {
+                buckets.entry(slice).or_default().push(i);
+            }
+        }
+        for members in buckets.values() {
+            let first = members[0];
+            for &other in &members[1..] {
+                if estimated_jaccard(&signatures[first], &signatures[other]) >= config.threshold {
+                    uf.union(first, other);
+                } else {
+                    // The band matched but the whole signature does not: check against every
+                    // member, since similarity is not transitive.
+                    for &m in members {
+                        if m != other
+                            && estimated_jaccard(&signatures[m], &signatures[other])
+                                >= config.threshold
+                        {
+                            uf.union(m, other);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (0..signatures.len()).map(|i| uf.find(i)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalization_ignores_case_punctuation_and_spacing() {
+        assert_eq!(
+            normalize_goal("  Sum the COLUMN, in data.csv! "),
+            "sum the column in data csv"
+        );
+    }
+
+    #[test]
+    fn near_duplicates_cluster_and_different_goals_do_not() {
+        let cfg = NearDupConfig::default();
+        let mh = MinHasher::new(&cfg, 42);
+        let goals = [
+            "Find every TODO comment in the src directory and count them by file please",
+            "find every todo comment in the src directory and count them by file, please!",
+            "Find every TODO comment in the src directory and count them by file please now",
+            "Convert 12 miles to kilometres and round the result to two decimals",
+        ];
+        let sigs: Vec<_> = goals.iter().map(|g| mh.signature(g)).collect();
+        assert_eq!(estimated_jaccard(&sigs[0], &sigs[1]), 1.0);
+        let c = near_duplicate_clusters(&sigs, &cfg);
+        assert_eq!(c[0], 0);
+        assert_eq!(c[1], 0);
+        assert_eq!(c[2], 0, "one extra word keeps it a near-duplicate");
+        assert_eq!(c[3], 3);
+    }
+
+    #[test]
+    fn signatures_depend_on_the_seed_only() {
+        let cfg = NearDupConfig::default();
+        let a = MinHasher::new(&cfg, 1).signature("a b c d");
+        assert_eq!(a, MinHasher::new(&cfg, 1).signature("a b c d"));
+        assert_ne!(a, MinHasher::new(&cfg, 2).signature("a b c d"));
+        assert_eq!(a.len(), cfg.bands * cfg.rows);
+    }
+}

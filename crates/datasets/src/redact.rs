@@ -1,0 +1,91 @@
+//! The second-pass redaction of dataset rows: every string of every row except the lineage
+//! identifiers (ids and hashes that traj generated) goes through a [`Redactor`]; the build
+//! counts what it replaced by kind. [`traj_redact::Policy`] is the real one.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Redacts strings in place and counts replacements by kind (`email`, `api_key`, ...).
+pub trait Redactor {
+    fn name(&self) -> String;
+    fn version(&self) -> String;
+    fn redact_value(&self, value: &mut Value, counts: &mut BTreeMap<String, u64>);
+}
+
+impl Redactor for traj_redact::Policy {
+    fn name(&self) -> String {
+        traj_redact::Policy::name(self).to_string()
+    }
+
+    fn version(&self) -> String {
+        traj_redact::Policy::version(self).to_string()
+    }
+
+    fn redact_value(&self, value: &mut Value, counts: &mut BTreeMap<String, u64>) {
+        let c = self.redact_json(value);
+        for (kind, n) in c.iter() {
+            *counts.entry(kind.as_str().to_string()).or_insert(0) += n;
+        }
+    }
+}
+
+/// Metadata keys that hold traj-generated identifiers, never free text: left unredacted so
+/// lineage stays joinable (a 32-digit hex id would otherwise look like a secret).
+pub const LINEAGE_KEYS: &[&str] = &[
+    "run_id",
+    "trace_id",
+    "span_ids",
+    "event_ids",
+    "goal_hash",
+    "config_hash",
+    "prompt_hash",
+    "toolset_hash",
+];
+
+/// Redacts a rendered row (TRL or OpenAI) or a metadata sidecar line in place.
+pub fn redact_row(row: &mut Value, r: &dyn Redactor, counts: &mut BTreeMap<String, u64>) {
+    let Value::Object(map) = row else {
+        r.redact_value(row, counts);
+        return;
+    };
+    let is_metadata_line = map.contains_key("run_id") && map.contains_key("event_ids");
+    for (k, v) in map.iter_mut() {
+        if is_metadata_line {
+            if !LINEAGE_KEYS.contains(&k.as_str()) {
+                r.redact_value(v, counts);
+            }
+        } else if k == "metadata" {
+            if let Value::Object(meta) = v {
+                for (mk, mv) in meta.iter_mut() {
+                    if !LINEAGE_KEYS.contains(&mk.as_str()) {
+                        r.redact_value(mv, counts);
+                    }
+                }
+            }
+        } else {
+            r.redact_value(v, counts);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn content_is_redacted_and_lineage_ids_are_kept() {
+        let policy = traj_redact::Policy::default_dataset();
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let mut row = json!({
+            "messages": [{"role": "user", "content": "mail alice@example.com please"}],
+            "metadata": {"run_id": id, "event_ids": [id], "labels": {"feedback": "call +1 415 555 0100"}},
+        });
+        let mut counts = BTreeMap::new();
+        redact_row(&mut row, &policy, &mut counts);
+        let text = row.to_string();
+        assert!(!text.contains("alice@example.com"), "{text}");
+        assert_eq!(row["metadata"]["run_id"], id);
+        assert_eq!(counts.get("email"), Some(&1));
+    }
+}

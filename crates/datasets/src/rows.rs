@@ -1,0 +1,272 @@
+//! The format-neutral row of a dataset view (prompt messages, completion, tools, lineage
+//! metadata) and its rendering as TRL conversational JSON or OpenAI fine-tuning JSON.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+/// The five dataset views (one JSONL file each per split).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum View {
+    PlannerSft,
+    WorkerSft,
+    VerifierSft,
+    VerifierPrefPairs,
+    WorkerRecoveryCases,
+}
+
+impl View {
+    pub const ALL: [View; 5] = [
+        View::PlannerSft,
+        View::WorkerSft,
+        View::VerifierSft,
+        View::VerifierPrefPairs,
+        View::WorkerRecoveryCases,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            View::PlannerSft => "planner_sft",
+            View::WorkerSft => "worker_sft",
+            View::VerifierSft => "verifier_sft",
+            View::VerifierPrefPairs => "verifier_pref_pairs",
+            View::WorkerRecoveryCases => "worker_recovery_cases",
+        }
+    }
+}
+
+/// Output format of the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// TRL conversational: `messages` (SFT) or `prompt`/`chosen`/`rejected` (preference), with
+    /// tool-call arguments as JSON objects and `metadata` in the row.
+    #[default]
+    Trl,
+    /// OpenAI fine-tuning: `messages` + `tools` (SFT) or `input`/`preferred_output`/
+    /// `non_preferred_output` (preference); tool-call arguments as JSON strings. OpenAI rejects
+    /// unknown keys, so `metadata` goes to a line-aligned `<view>.metadata.jsonl` beside it.
+    Openai,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "trl" => Some(Format::Trl),
+            "openai" => Some(Format::Openai),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Trl => "trl",
+            Format::Openai => "openai",
+        }
+    }
+}
+
+/// A tool call made by an assistant message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub id: String,
+    pub name: String,
+    pub arguments: Value,
+}
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Msg {
+    pub role: &'static str,
+    pub content: String,
+    pub tool_calls: Vec<Call>,
+    /// For `tool` messages: the call answered and the tool's name.
+    pub tool_call_id: Option<String>,
+    pub name: Option<String>,
+}
+
+impl Msg {
+    pub fn system(content: &str) -> Msg {
+        Msg::new("system", content.to_string())
+    }
+    pub fn user(content: String) -> Msg {
+        Msg::new("user", content)
+    }
+    pub fn assistant(content: String) -> Msg {
+        Msg::new("assistant", content)
+    }
+    pub fn assistant_call(content: String, call: Call) -> Msg {
+        let mut m = Msg::new("assistant", content);
+        m.tool_calls.push(call);
+        m
+    }
+    pub fn tool(call_id: &str, name: &str, content: String) -> Msg {
+        let mut m = Msg::new("tool", content);
+        m.tool_call_id = Some(call_id.to_string());
+        m.name = Some(name.to_string());
+        m
+    }
+    fn new(role: &'static str, content: String) -> Msg {
+        Msg {
+            role,
+            content,
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            name: None,
+        }
+    }
+
+    fn render(&self, format: Format) -> Value {
+        let mut m = Map::new();
+        m.insert("role".into(), json!(self.role));
+        m.insert("content".into(), json!(self.content));
+        if !self.tool_calls.is_empty() {
+            let calls: Vec<Value> = self
+                .tool_calls
+                .iter()
+                .map(|c| match format {
+                    Format::Trl => json!({
+                        "id": c.id,
+                        "type": "function",
+                        "function": {"name": c.name, "arguments": c.arguments},
+                    }),
+                    Format::Openai => json!({
+                        "id": c.id,
+                        "type": "function",
+                        "function": {
+                            "name": c.name,
+                            "arguments": traj_schema::hashing::canonical_json(&c.arguments),
+                        },
+                    }),
+                })
+                .collect();
+            m.insert("tool_calls".into(), Value::Array(calls));
+        }
+        if let Some(id) = &self.tool_call_id {
+            m.insert("tool_call_id".into(), json!(id));
+        }
+        if let (Some(n), Format::Trl) = (&self.name, format) {
+            m.insert("name".into(), json!(n));
+        }
+        Value::Object(m)
+    }
+}
+
+/// What the row teaches.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Completion {
+    /// The assistant turn of an SFT row.
+    Sft(Msg),
+    /// A preference pair on the same prompt.
+    Pref { chosen: Msg, rejected: Msg },
+}
+
+/// One row of one view, before rendering.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub view: View,
+    pub prompt: Vec<Msg>,
+    pub completion: Completion,
+    /// Tool JSON schemas (`{"type": "function", "function": {...}}`).
+    pub tools: Vec<Value>,
+    pub metadata: Value,
+}
+
+impl Row {
+    /// Renders the row; returns the row and, for OpenAI, the metadata line kept beside it.
+    pub fn render(&self, format: Format) -> (Value, Option<Value>) {
+        let msgs = |ms: &[Msg]| Value::Array(ms.iter().map(|m| m.render(format)).collect());
+        let tools = Value::Array(self.tools.clone());
+        match (format, &self.completion) {
+            (Format::Trl, Completion::Sft(a)) => {
+                let mut all = self.prompt.clone();
+                all.push(a.clone());
+                (
+                    json!({"messages": msgs(&all), "tools": tools, "metadata": self.metadata}),
+                    None,
+                )
+            }
+            (Format::Trl, Completion::Pref { chosen, rejected }) => (
+                json!({
+                    "prompt": msgs(&self.prompt),
+                    "chosen": msgs(std::slice::from_ref(chosen)),
+                    "rejected": msgs(std::slice::from_ref(rejected)),
+                    "tools": tools,
+                    "metadata": self.metadata,
+                }),
+                None,
+            ),
+            (Format::Openai, Completion::Sft(a)) => {
+                let mut all = self.prompt.clone();
+                all.push(a.clone());
+                (
+                    json!({"messages": msgs(&all), "tools": tools}),
+                    Some(self.metadata.clone()),
+                )
+            }
+            (Format::Openai, Completion::Pref { chosen, rejected }) => (
+                json!({
+                    "input": {"messages": msgs(&self.prompt), "tools": tools},
+                    "preferred_output": msgs(std::slice::from_ref(chosen)),
+                    "non_preferred_output": msgs(std::slice::from_ref(rejected)),
+                }),
+                Some(self.metadata.clone()),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(completion: Completion) -> Row {
+        Row {
+            view: View::WorkerSft,
+            prompt: vec![Msg::system("sys"), Msg::user("do it".into())],
+            completion,
+            tools: vec![json!({"type": "function", "function": {"name": "grep"}})],
+            metadata: json!({"run_id": "r"}),
+        }
+    }
+
+    #[test]
+    fn trl_keeps_arguments_as_objects_openai_as_strings() {
+        let call = Call {
+            id: "c1".into(),
+            name: "grep".into(),
+            arguments: json!({"pattern": "x", "a": 1}),
+        };
+        let r = row(Completion::Sft(Msg::assistant_call("why".into(), call)));
+        let (trl, side) = r.render(Format::Trl);
+        assert!(side.is_none());
+        assert_eq!(
+            trl["messages"][2]["tool_calls"][0]["function"]["arguments"]["pattern"],
+            "x"
+        );
+        assert_eq!(trl["metadata"]["run_id"], "r");
+        let (oa, side) = r.render(Format::Openai);
+        assert_eq!(
+            oa["messages"][2]["tool_calls"][0]["function"]["arguments"],
+            r#"{"a":1,"pattern":"x"}"#
+        );
+        assert!(oa.get("metadata").is_none());
+        assert_eq!(side.unwrap()["run_id"], "r");
+    }
+
+    #[test]
+    fn preference_rows_use_each_formats_keys() {
+        let r = row(Completion::Pref {
+            chosen: Msg::assistant("good".into()),
+            rejected: Msg::assistant("bad".into()),
+        });
+        let (trl, _) = r.render(Format::Trl);
+        assert_eq!(trl["chosen"][0]["content"], "good");
+        assert_eq!(trl["rejected"][0]["content"], "bad");
+        assert_eq!(trl["prompt"].as_array().unwrap().len(), 2);
+        let (oa, _) = r.render(Format::Openai);
+        assert_eq!(oa["preferred_output"][0]["content"], "good");
+        assert_eq!(oa["non_preferred_output"][0]["content"], "bad");
+        assert_eq!(oa["input"]["messages"][1]["content"], "do it");
+    }
+}
