@@ -134,7 +134,7 @@ enum Verdict {
 }
 
 fn judge(s: &[u8], c: &Cand) -> Verdict {
-    if c.too_long || c.ngroups == 0 {
+    if c.ngroups == 0 {
         return Verdict::No;
     }
     let g = &c.groups[..c.ngroups];
@@ -146,6 +146,9 @@ fn judge(s: &[u8], c: &Cand) -> Verdict {
         && ((g[0] == 4 && g[1] <= 2 && g[2] <= 2) || (g[0] <= 2 && g[1] <= 2 && g[2] == 4))
     {
         return Verdict::RestartAt(c.group_end[2]);
+    }
+    if c.too_long {
+        return Verdict::No;
     }
     if !(9..=MAX_DIGITS).contains(&c.digits) {
         return Verdict::No;

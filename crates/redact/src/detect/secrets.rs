@@ -169,6 +169,24 @@ const HEADER_KEYS: &[&[u8]] = &[
     b"apikey",
 ];
 
+/// HTTP auth schemes after which whatever follows is the credential.
+const AUTH_SCHEMES: &[&[u8]] = &[
+    b"basic",
+    b"bearer",
+    b"token",
+    b"digest",
+    b"negotiate",
+    b"ntlm",
+    b"apikey",
+    b"key",
+    b"aws4-hmac-sha256",
+    b"hoba",
+    b"mutual",
+    b"vapid",
+    b"scram-sha-256",
+    b"dpop",
+];
+
 /// A token that looks like a credential rather than a word: ≥ 8 chars and a digit, or ≥ 16
 /// chars of mixed case, or base64 padding.
 pub(crate) fn looks_like_credential(t: &[u8]) -> bool {
@@ -314,12 +332,16 @@ fn header_at(s: &[u8], i: usize) -> Option<Hit> {
     j += 1;
     j += run_len(s, j, |b| b == b' ');
     j = skip_quote(s, j);
-    // Optional auth scheme (`Basic`, `Bearer`, `Token`, ...).
-    let wl = run_len(s, j, |b| b.is_ascii_alphabetic());
-    if wl > 0 && wl <= 20 && byte_at(s, j + wl) == b' ' {
+    // Optional auth scheme (`Basic`, `Bearer`, `Token`, ...): after a known scheme any token
+    // of ≥ 4 chars is a credential; after another word it must look like one.
+    let wl = run_len(s, j, |b| b.is_ascii_alphanumeric() || b == b'-');
+    if wl > 0 && wl <= 24 && byte_at(s, j + wl) == b' ' {
         let ts = j + wl + 1 + run_len(s, j + wl + 1, |b| b == b' ');
         let tl = run_len(s, ts, token68);
-        if looks_like_credential(&s[ts..ts + tl]) {
+        let known = AUTH_SCHEMES
+            .iter()
+            .any(|k| s[j..j + wl].eq_ignore_ascii_case(k));
+        if (known && tl >= 4) || looks_like_credential(&s[ts..ts + tl]) {
             return Some(Hit::new(ts, ts + tl, PiiKind::AuthToken));
         }
     }
