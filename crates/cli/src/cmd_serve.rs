@@ -1,10 +1,139 @@
-//! `traj serve`.
+//! `traj serve`: runs the OTLP receiver until SIGINT/SIGTERM. Flags override the TOML config
+//! file (`--config`), which overrides the defaults.
 
+use anyhow::Context;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use traj_receiver::config::{parse_duration, parse_listen, ConfigFile, Fsync};
+use traj_receiver::{Receiver, ReceiverConfig};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Data directory: raw store (`raw/`), assembled runs (`runs/`), `receiver.json`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// OTLP/gRPC listen address (`off` to disable) [default: 127.0.0.1:4317].
+    #[arg(long)]
+    grpc: Option<String>,
+    /// OTLP/HTTP listen address, also /metrics and /healthz (`off` to disable) [default: 127.0.0.1:4318].
+    #[arg(long)]
+    http: Option<String>,
+    /// Tee accepted batches to this OTLP endpoint (repeatable): grpc://host:port or
+    /// http://host:port (gRPC), http://host:port/v1/traces (HTTP/protobuf).
+    #[arg(long)]
+    forward: Vec<String>,
+    /// TOML config file with any of these settings (keys as flags, `_` for `-`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Raw store durability: always | never | interval:<duration> [default: always].
+    #[arg(long)]
+    fsync: Option<String>,
+    /// Maximum request size after decompression, bytes [default: 67108864].
+    #[arg(long)]
+    max_request_bytes: Option<usize>,
+    /// Finalize a run this long after its root span ended and nothing else arrived [default: 2s].
+    #[arg(long)]
+    grace_period: Option<String>,
+    /// Finalize a run without root span after this long without spans [default: 60s].
+    #[arg(long)]
+    idle_timeout: Option<String>,
+    /// Open runs held in memory before new batches are refused (retryable) [default: 10000].
+    #[arg(long)]
+    max_open_runs: Option<usize>,
+    /// Spans being stored at once before new batches are refused (retryable) [default: 100000].
+    #[arg(long)]
+    max_spans_in_flight: Option<usize>,
+    /// Mapping rules (TOML) for foreign GenAI/OpenInference traces [default: built-in rules].
+    #[arg(long)]
+    mapping_rules: Option<PathBuf>,
+    /// Batches queued per forward target before dropping [default: 1024].
+    #[arg(long)]
+    forward_queue: Option<usize>,
+    /// Delivery attempts per batch and forward target [default: 20].
+    #[arg(long)]
+    forward_attempts: Option<u32>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`traj serve` is not implemented yet")
+fn build_config(args: Args) -> anyhow::Result<ReceiverConfig> {
+    let file = match &args.config {
+        Some(p) => ConfigFile::load(p)?,
+        None => ConfigFile::default(),
+    };
+    let data_dir = args
+        .data_dir
+        .or(file.data_dir)
+        .context("--data-dir is required (or data_dir in the config file)")?;
+    let mut cfg = ReceiverConfig::new(data_dir);
+    if let Some(a) = args.grpc.or(file.grpc) {
+        cfg.grpc_addr = parse_listen(&a)?;
+    }
+    if let Some(a) = args.http.or(file.http) {
+        cfg.http_addr = parse_listen(&a)?;
+    }
+    cfg.forward = if args.forward.is_empty() {
+        file.forward.unwrap_or_default()
+    } else {
+        args.forward
+    };
+    if let Some(f) = args.fsync.or(file.fsync) {
+        cfg.fsync = Fsync::parse(&f)?;
+    }
+    if let Some(n) = args.max_request_bytes.or(file.max_request_bytes) {
+        cfg.max_request_bytes = n;
+    }
+    if let Some(d) = args.grace_period.or(file.grace_period) {
+        cfg.grace_period = parse_duration(&d)?;
+    }
+    if let Some(d) = args.idle_timeout.or(file.idle_timeout) {
+        cfg.idle_timeout = parse_duration(&d)?;
+    }
+    if let Some(n) = args.max_open_runs.or(file.max_open_runs) {
+        cfg.max_open_runs = n;
+    }
+    if let Some(n) = args.max_spans_in_flight.or(file.max_spans_in_flight) {
+        cfg.max_spans_in_flight = n;
+    }
+    cfg.mapping_rules = args.mapping_rules.or(file.mapping_rules);
+    if let Some(n) = args.forward_queue.or(file.forward_queue) {
+        cfg.forward_queue = n;
+    }
+    if let Some(n) = args.forward_attempts.or(file.forward_attempts) {
+        cfg.forward_attempts = n;
+    }
+    cfg.check()?;
+    Ok(cfg)
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    crate::init_logs();
+    let cfg = build_config(args)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    rt.block_on(async move {
+        let receiver = Receiver::start(cfg).await?;
+        wait_for_signal().await?;
+        tracing::info!("shutting down: no new requests; acknowledged batches are stored");
+        receiver.shutdown().await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("cannot wait for SIGINT")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")?;
+    Ok(())
 }

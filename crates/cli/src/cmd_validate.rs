@@ -1,10 +1,186 @@
-//! `traj validate`.
+//! `traj validate DIR [DIR..]`: checks every run under `DIR/runs/*` (or `DIR/*` when DIR holds
+//! run directories) against schema v2, prints each violation with its location and the totals.
+//! Exit status 1 when any run is invalid (or none was found).
 
+use anyhow::Context;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use traj_runs::{EVENTS_FILE, SESSION_FILE};
+use traj_schema::validate::validate_run;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Data directories (holding `runs/`) or runs directories (holding `<run_id>/`).
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    /// Print only the totals and the invalid runs' violations, not one line per valid run.
+    #[arg(long, short)]
+    quiet: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`traj validate` is not implemented yet")
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Totals {
+    runs: u64,
+    runs_valid: u64,
+    events: u64,
+    events_valid_lineage: u64,
+}
+
+/// The run directories under `dir`: `dir/runs/*` if `dir/runs` exists, else `dir/*`; a
+/// directory counts as a run when it holds `session.json` or `events.jsonl`.
+fn run_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let base = if dir.join("runs").is_dir() {
+        dir.join("runs")
+    } else {
+        dir.to_path_buf()
+    };
+    let mut out = Vec::new();
+    let entries =
+        std::fs::read_dir(&base).with_context(|| format!("cannot list {}", base.display()))?;
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("cannot list {}", base.display()))?
+            .path();
+        if path.is_dir() && (path.join(SESSION_FILE).exists() || path.join(EVENTS_FILE).exists()) {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Validates one run directory; returns its violations as printable lines.
+fn check_run(dir: &Path, totals: &mut Totals) -> Vec<String> {
+    let mut problems = Vec::new();
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !traj_schema::is_valid_run_id(&name) {
+        problems.push(format!(
+            "{}: directory name is not a run id (32 lowercase hex digits)",
+            dir.display()
+        ));
+    }
+    let read = |file: &str, problems: &mut Vec<String>| -> String {
+        match std::fs::read_to_string(dir.join(file)) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(format!("{}: {e}", dir.join(file).display()));
+                String::new()
+            }
+        }
+    };
+    let session = read(SESSION_FILE, &mut problems);
+    let events = read(EVENTS_FILE, &mut problems);
+    let check = validate_run(&session, &events);
+    totals.events += check.events;
+    totals.events_valid_lineage += check.events_with_valid_lineage;
+    if let Some(s) = &check.session {
+        if s.run_id != name && traj_schema::is_valid_run_id(&s.run_id) {
+            problems.push(format!(
+                "{}: session.json:$.run_id {} differs from the directory name",
+                dir.display(),
+                s.run_id
+            ));
+        }
+    }
+    for v in &check.violations {
+        problems.push(format!("{}/{v}", dir.display()));
+    }
+    problems
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut totals = Totals::default();
+    for dir in &args.dirs {
+        for run in run_dirs(dir)? {
+            totals.runs += 1;
+            let problems = check_run(&run, &mut totals);
+            if problems.is_empty() {
+                totals.runs_valid += 1;
+                if !args.quiet {
+                    println!("ok      {}", run.display());
+                }
+            } else {
+                println!("INVALID {} ({} violations)", run.display(), problems.len());
+                for p in problems {
+                    println!("  {p}");
+                }
+            }
+        }
+    }
+    let pct = if totals.events == 0 {
+        100.0
+    } else {
+        100.0 * totals.events_valid_lineage as f64 / totals.events as f64
+    };
+    println!(
+        "runs: {}  valid: {}  invalid: {}  events: {}  events with valid lineage: {} ({pct:.1}%)",
+        totals.runs,
+        totals.runs_valid,
+        totals.runs - totals.runs_valid,
+        totals.events,
+        totals.events_valid_lineage,
+    );
+    if totals.runs == 0 {
+        eprintln!("traj validate: no runs found");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(if totals.runs_valid == totals.runs {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RUN: &str = "0af7651916cd43dd8448eb211c80319c";
+
+    fn session_json(run_id: &str, events: u64) -> String {
+        serde_json::json!({
+            "schema_version": "2", "run_id": run_id, "trace_id": run_id, "goal": "g",
+            "goal_family": "f", "seed": null, "started_at": "2026-11-26T00:00:00Z",
+            "finished_at": "2026-11-26T00:00:01Z", "duration_ms": 1000.0, "service_name": "a",
+            "source": "traj", "model_stack": {}, "runtime_config": {},
+            "data_governance": {"redaction_policy": "", "redaction_version": "", "pii_scan_status": ""},
+            "summary": {"outcome": "success", "success": true, "step_count": 0, "llm_calls": 0,
+                "tool_calls": 0, "tool_errors": 0, "input_tokens": 0, "output_tokens": 0,
+                "cost_estimate_usd": 0.0, "spans_dropped_at_source": 0},
+            "config_hash": "", "prompt_hash": "", "toolset_hash": "",
+            "lineage": {"spans": 1, "events": events, "root_events": 0, "parented_events": 0,
+                "orphan_events": 0, "unmapped_spans": 0, "duplicate_spans": 0},
+            "root_span_seen": true
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn finds_runs_in_a_data_dir_and_reports_violations() {
+        let tmp = tempfile::tempdir().unwrap();
+        let runs = tmp.path().join("runs");
+        let good = runs.join(RUN);
+        std::fs::create_dir_all(&good).unwrap();
+        std::fs::write(good.join(SESSION_FILE), session_json(RUN, 0)).unwrap();
+        std::fs::write(good.join(EVENTS_FILE), "").unwrap();
+        let bad = runs.join("not-a-run");
+        std::fs::create_dir_all(&bad).unwrap();
+        std::fs::write(bad.join(SESSION_FILE), session_json(RUN, 3)).unwrap();
+        std::fs::create_dir_all(runs.join("empty")).unwrap();
+
+        let dirs = run_dirs(tmp.path()).unwrap();
+        assert_eq!(dirs, vec![good.clone(), bad.clone()]);
+        let mut totals = Totals::default();
+        assert!(check_run(&good, &mut totals).is_empty());
+        let problems = check_run(&bad, &mut totals);
+        let all = problems.join("\n");
+        assert!(all.contains("directory name is not a run id"), "{all}");
+        assert!(all.contains("events.jsonl"), "{all}");
+        assert!(all.contains("session.json:$.lineage.events"), "{all}");
+        // The runs dir itself works too.
+        assert_eq!(run_dirs(&runs).unwrap().len(), 2);
+    }
 }

@@ -1,6 +1,19 @@
 //! traj-receiver: the OTLP trace receiver. gRPC and HTTP ingest, per-span validation, durable
 //! append to the raw store before acknowledging, and a run manager that assembles runs off the
-//! ack path.
+//! ack path. See `docs/receiver.md`.
 
 pub mod body_decode;
+pub mod config;
+pub mod forward;
+pub mod grpc_server;
+pub mod http_server;
+pub mod ingest;
 pub mod otlp_json;
+pub mod receiver_metrics;
+pub mod run_manager;
+pub mod server;
+pub mod span_check;
+
+pub use config::{ConfigFile, Fsync, ReceiverConfig};
+pub use receiver_metrics::ReceiverMetrics;
+pub use server::{Receiver, ReceiverError, RECEIVER_INFO_FILE};

@@ -1,0 +1,184 @@
+//! OTLP/HTTP: `POST /v1/traces` (protobuf or JSON, optionally gzip), `GET /healthz` and the
+//! Prometheus `GET /metrics`. Errors carry a `google.rpc.Status` body in the request's encoding.
+
+use crate::body_decode::{decode_request, decompress, DecodeError, Encoding};
+use crate::ingest::{Ingest, IngestError};
+use crate::otlp_json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use prost::Message;
+use std::sync::Arc;
+
+/// Seconds a refused client is told to wait.
+pub const RETRY_AFTER_SECS: u32 = 1;
+
+/// `google.rpc.Status`, the error body of OTLP/HTTP.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// gRPC code numbers used in [`RpcStatus`].
+pub mod code {
+    pub const INVALID_ARGUMENT: i32 = 3;
+    pub const RESOURCE_EXHAUSTED: i32 = 8;
+    pub const INTERNAL: i32 = 13;
+    pub const UNAVAILABLE: i32 = 14;
+}
+
+pub(crate) struct HttpState {
+    pub ingest: Arc<Ingest>,
+    pub max_request_bytes: usize,
+}
+
+pub(crate) fn router(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route("/v1/traces", post(export))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn metrics(State(st): State<Arc<HttpState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        st.ingest.metrics.render(),
+    )
+        .into_response()
+}
+
+fn status_response(http: StatusCode, enc: Encoding, code: i32, message: String) -> Response {
+    let status = RpcStatus { code, message };
+    let body = match enc {
+        Encoding::Protobuf => status.encode_to_vec(),
+        Encoding::Json => serde_json::to_vec(&serde_json::json!({
+            "code": status.code,
+            "message": status.message,
+        }))
+        .unwrap_or_default(),
+    };
+    let mut resp = (http, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(enc.content_type()),
+    );
+    if http == StatusCode::SERVICE_UNAVAILABLE || http == StatusCode::TOO_MANY_REQUESTS {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    resp
+}
+
+async fn export(State(st): State<Arc<HttpState>>, headers: HeaderMap, body: Body) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(enc) = Encoding::from_content_type(content_type) else {
+        return status_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Encoding::Json,
+            code::INVALID_ARGUMENT,
+            format!(
+                "unsupported Content-Type {content_type:?}: use application/x-protobuf or application/json"
+            ),
+        );
+    };
+    let content_encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").to_string());
+
+    // The wire body is capped at the same limit as the decompressed one.
+    let wire: Bytes = match Limited::new(body, st.max_request_bytes).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return too_large(enc, st.max_request_bytes)
+        }
+        Err(e) => {
+            return status_response(
+                StatusCode::BAD_REQUEST,
+                enc,
+                code::INVALID_ARGUMENT,
+                format!("could not read the request body: {e}"),
+            )
+        }
+    };
+    let plain = match decompress(&wire, content_encoding.as_deref(), st.max_request_bytes) {
+        Ok(p) => p,
+        Err(DecodeError::TooLarge { limit }) => return too_large(enc, limit),
+        Err(DecodeError::UnsupportedEncoding(e)) => {
+            return status_response(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                enc,
+                code::INVALID_ARGUMENT,
+                format!("unsupported Content-Encoding {e:?}: use gzip or identity"),
+            )
+        }
+        Err(e) => return bad_request(enc, e),
+    };
+    let req = match decode_request(&plain, enc) {
+        Ok(r) => r,
+        Err(e) => return bad_request(enc, e),
+    };
+    let raw = match enc {
+        Encoding::Protobuf => Some(Bytes::from(plain)),
+        Encoding::Json => None,
+    };
+    match st.ingest.export(req, raw).await {
+        Ok(resp) => {
+            let body = match enc {
+                Encoding::Protobuf => resp.encode_to_vec(),
+                Encoding::Json => otlp_json::encode_response(&resp),
+            };
+            let mut r = (StatusCode::OK, body).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(enc.content_type()),
+            );
+            r
+        }
+        Err(e) => {
+            let http = if e.is_retryable() {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            let c = if matches!(e, IngestError::Store(_)) && !e.is_retryable() {
+                code::INTERNAL
+            } else {
+                code::UNAVAILABLE
+            };
+            status_response(http, enc, c, e.to_string())
+        }
+    }
+}
+
+fn too_large(enc: Encoding, limit: usize) -> Response {
+    status_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        enc,
+        code::RESOURCE_EXHAUSTED,
+        format!("request body exceeds the limit of {limit} bytes (after decompression)"),
+    )
+}
+
+fn bad_request(enc: Encoding, e: DecodeError) -> Response {
+    status_response(
+        StatusCode::BAD_REQUEST,
+        enc,
+        code::INVALID_ARGUMENT,
+        e.to_string(),
+    )
+}

@@ -1,0 +1,145 @@
+//! The ack path shared by gRPC and HTTP: validate, (re-encode when spans were rejected), reserve
+//! room downstream, append to the raw store and await its commit, hand the batch to the run
+//! manager and the forwarders, acknowledge. Nothing here waits on assembly.
+
+use crate::forward::Forwarder;
+use crate::receiver_metrics::ReceiverMetrics;
+use crate::run_manager::RunMsg;
+use crate::span_check::check_request;
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::{mpsc, Semaphore};
+use traj_store::{Store, StoreError};
+
+/// Why a batch was not acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Retryable: a queue or cap is full (HTTP 503 + Retry-After, gRPC UNAVAILABLE).
+    #[error("receiver is busy: {0}; retry later")]
+    Busy(String),
+    /// The receiver is shutting down (HTTP 503, gRPC UNAVAILABLE).
+    #[error("receiver is shutting down")]
+    ShuttingDown,
+    /// The store failed to persist the batch (HTTP 500 / gRPC INTERNAL unless retryable).
+    #[error("raw store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl IngestError {
+    /// Whether the client should retry the same batch.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            IngestError::Busy(_) | IngestError::ShuttingDown => true,
+            IngestError::Store(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// Everything the ack path needs, shared by both transports.
+pub struct Ingest {
+    pub(crate) store: Store,
+    pub(crate) runs_tx: mpsc::Sender<RunMsg>,
+    pub(crate) in_flight: Arc<Semaphore>,
+    pub(crate) max_spans_in_flight: usize,
+    pub(crate) max_open_runs: usize,
+    pub(crate) forwarder: Forwarder,
+    pub(crate) metrics: Arc<ReceiverMetrics>,
+}
+
+impl Ingest {
+    /// Handles one export request. `raw` is the request's protobuf encoding when the caller has
+    /// it (HTTP/protobuf); it is stored as-is when no span was rejected.
+    pub async fn export(
+        &self,
+        mut req: ExportTraceServiceRequest,
+        raw: Option<Bytes>,
+    ) -> Result<ExportTraceServiceResponse, IngestError> {
+        let m = &self.metrics;
+        ReceiverMetrics::add(&m.requests, 1);
+        let check = check_request(&mut req);
+        ReceiverMetrics::add(&m.spans_rejected, check.rejected);
+        if check.rejected > 0 {
+            tracing::debug!(message = %check.message, "spans rejected");
+        }
+        let response = ExportTraceServiceResponse {
+            partial_success: (check.rejected > 0).then(|| ExportTracePartialSuccess {
+                rejected_spans: i64::try_from(check.rejected).unwrap_or(i64::MAX),
+                error_message: check.message.clone(),
+            }),
+        };
+        if check.accepted == 0 {
+            return Ok(response);
+        }
+
+        // Backpressure: every cap is checked before anything is stored.
+        let n = u32::try_from(check.accepted).unwrap_or(u32::MAX);
+        if check.accepted as usize > self.max_spans_in_flight {
+            // A single batch larger than the whole cap could never pass; let it through alone.
+            tracing::debug!(
+                spans = check.accepted,
+                "batch larger than the in-flight cap"
+            );
+        }
+        let permits = n.min(u32::try_from(self.max_spans_in_flight).unwrap_or(u32::MAX));
+        let _in_flight = match Arc::clone(&self.in_flight).try_acquire_many_owned(permits) {
+            Ok(p) => p,
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(IngestError::ShuttingDown),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                return self.refuse(format!(
+                    "{} spans in flight (cap {})",
+                    self.max_spans_in_flight - self.in_flight.available_permits(),
+                    self.max_spans_in_flight
+                ))
+            }
+        };
+        let open = ReceiverMetrics::get(&m.open_runs) as usize;
+        if open >= self.max_open_runs {
+            return self.refuse(format!("{open} open runs (cap {})", self.max_open_runs));
+        }
+        let slot = match self.runs_tx.try_reserve() {
+            Ok(s) => s,
+            Err(mpsc::error::TrySendError::Full(())) => {
+                return self.refuse("run manager queue is full".into())
+            }
+            Err(mpsc::error::TrySendError::Closed(())) => return Err(IngestError::ShuttingDown),
+        };
+        m.spans_in_flight
+            .fetch_add(check.accepted, Ordering::Relaxed);
+
+        let bytes = match raw {
+            Some(raw) if check.rejected == 0 => raw,
+            _ => Bytes::from(req.encode_to_vec()),
+        };
+        let len = bytes.len() as u64;
+        let appended = self.store.append(bytes.clone()).await;
+        m.spans_in_flight
+            .fetch_sub(check.accepted, Ordering::Relaxed);
+        let seq = match appended {
+            Ok(seq) => seq,
+            Err(StoreError::Busy { capacity }) => {
+                return self.refuse(format!("raw store queue is full ({capacity} appends)"))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "raw store append failed");
+                return Err(IngestError::Store(e));
+            }
+        };
+        ReceiverMetrics::add(&m.bytes_stored, len);
+        ReceiverMetrics::add(&m.spans_received, check.accepted);
+        m.queue_depth.fetch_add(1, Ordering::Relaxed);
+        slot.send(RunMsg::Batch { seq, req });
+        self.forwarder.offer(&bytes, m);
+        Ok(response)
+    }
+
+    fn refuse(&self, why: String) -> Result<ExportTraceServiceResponse, IngestError> {
+        ReceiverMetrics::add(&self.metrics.requests_refused, 1);
+        tracing::debug!(reason = %why, "export refused (backpressure)");
+        Err(IngestError::Busy(why))
+    }
+}
