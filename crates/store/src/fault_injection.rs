@@ -9,7 +9,12 @@ pub(crate) use enabled::FaultPlan;
 #[cfg(test)]
 pub(crate) type Faults = Option<std::sync::Arc<FaultPlan>>;
 #[cfg(not(test))]
-pub(crate) type Faults = ();
+pub(crate) type Faults = NoFaults;
+
+/// Stand-in for the fault plan in non-test builds (zero-sized).
+#[cfg(not(test))]
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct NoFaults;
 
 #[cfg(test)]
 mod enabled {

@@ -20,7 +20,7 @@ use crate::error::{StoreError, WriteOp};
 use crate::fault_injection::Faults;
 use crate::record_format::{encode_into, HEADER_LEN};
 use crate::segment_files::{segment_name, sync_dir};
-use crate::segment_index::{SegmentInfo, INDEX_STRIDE};
+use crate::segment_index::{is_anchor, SegmentInfo};
 use crate::store_handle::Shared;
 
 /// One queued append.
@@ -296,7 +296,7 @@ impl Writer {
         self.anchors.clear();
         for (i, r) in self.batch.iter().enumerate() {
             let seq = first_seq + i as u64;
-            if (seq - self.seg_first_seq) % INDEX_STRIDE == 0 {
+            if is_anchor(seq - self.seg_first_seq) {
                 self.anchors.push(self.committed + self.buf.len() as u64);
             }
             encode_into(&mut self.buf, seq, &r.payload);

@@ -4,8 +4,14 @@
 
 use std::path::PathBuf;
 
-/// One offset is kept for every this many records (8 bytes per 32 records).
+/// One offset is kept for every this many records (8 bytes per 32 records). A power of two.
 pub const INDEX_STRIDE: u64 = 32;
+const _: () = assert!(INDEX_STRIDE.is_power_of_two());
+
+/// Whether the record `rel` places after the first of its segment gets an anchor.
+pub fn is_anchor(rel: u64) -> bool {
+    rel & (INDEX_STRIDE - 1) == 0
+}
 
 /// What the store knows about one segment file.
 #[derive(Debug, Clone)]
@@ -33,7 +39,7 @@ impl SegmentInfo {
 
     /// Whether the record `seq` gets an anchor.
     pub fn is_anchor(&self, seq: u64) -> bool {
-        (seq - self.first_seq) % INDEX_STRIDE == 0
+        is_anchor(seq - self.first_seq)
     }
 }
 

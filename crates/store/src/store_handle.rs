@@ -44,9 +44,9 @@ impl Shared {
     }
 }
 
-struct Inner {
+pub(crate) struct Inner {
     tx: SyncSender<Msg>,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     done: watch::Receiver<bool>,
 }
 
@@ -54,7 +54,7 @@ struct Inner {
 /// flushing) on [`Store::close`] or when the last handle is dropped.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 /// A point-in-time view of the store.
