@@ -55,6 +55,8 @@ h3{font-size:13.5px;margin:0 0 8px;color:#3d4a5f;font-weight:650}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:16px}
 .panel{background:#fff;border-radius:10px;padding:14px 16px 10px;box-shadow:0 1px 2px rgba(16,24,40,.06),0 1px 3px rgba(16,24,40,.08);overflow-x:auto}
 .panel.wide{grid-column:1/-1}
+.panel.wide svg.chart{max-width:760px}
+.nw{white-space:nowrap}
 svg.chart{display:block;max-width:100%;height:auto}
 svg.matrix{width:auto}
 svg text{font-family:inherit}
@@ -110,10 +112,22 @@ fn rate_cell(r: &Rate) -> String {
     }
 }
 
+/// One decimal, without the "-0.0" that a tiny negative bound would print.
+fn d1(v: f64) -> String {
+    let s = format!("{v:.1}");
+    if s == "-0.0" {
+        "0.0".to_string()
+    } else {
+        s
+    }
+}
+
 fn mean_cell(m: &Mean) -> String {
     match (m.value, m.ci95) {
         (Some(v), Some([lo, hi])) => format!(
-            r#"<td class="num">{v:.2} <span class="ci">[{lo:.1}–{hi:.1}]</span> <span class="n">n={}</span></td>"#,
+            r#"<td class="num">{v:.2} <span class="ci">[{}–{}]</span> <span class="n">n={}</span></td>"#,
+            d1(lo),
+            d1(hi),
             m.n
         ),
         (Some(v), None) => format!(
@@ -141,14 +155,14 @@ fn card(out: &mut String, title: &str, r: &Rate) {
 struct Ctx<'a> {
     report: &'a MetricsReport,
     baseline: Option<&'a str>,
+    /// Configs with the baseline first, so it always gets the first colour and the top row.
+    configs: Vec<&'a GroupMetrics>,
 }
 
 impl Ctx<'_> {
     fn color(&self, config: &str) -> &'static str {
         let i = self
-            .report
-            .groups
-            .config
+            .configs
             .iter()
             .position(|g| g.key == config)
             .unwrap_or(0);
@@ -164,9 +178,7 @@ impl Ctx<'_> {
     }
 
     fn rate_bars(&self, f: impl Fn(&GroupMetrics) -> Rate) -> Vec<Bar> {
-        self.report
-            .groups
-            .config
+        self.configs
             .iter()
             .map(|g| {
                 let r = f(g);
@@ -183,9 +195,7 @@ impl Ctx<'_> {
     }
 
     fn mean_bars(&self, f: impl Fn(&GroupMetrics) -> Mean) -> Vec<Bar> {
-        self.report
-            .groups
-            .config
+        self.configs
             .iter()
             .map(|g| {
                 let m = f(g);
@@ -215,18 +225,22 @@ fn models(g: &GroupMetrics) -> String {
         .as_ref()
         .map(|m| {
             m.iter()
-                .map(|(role, model)| format!("{}: {}", esc(role), esc(model)))
+                .map(|(role, model)| format!("{}: <b>{}</b>", esc(role), esc(model)))
                 .collect::<Vec<_>>()
-                .join(" · ")
+                .join("<br>")
         })
         .unwrap_or_default()
 }
 
 /// Renders the dashboard page.
 pub fn render_dashboard(report: &MetricsReport, opts: &DashboardOptions) -> String {
+    let baseline = report.baseline.as_ref().map(|b| b.config_hash.as_str());
+    let mut configs: Vec<&GroupMetrics> = report.groups.config.iter().collect();
+    configs.sort_by_key(|g| (Some(g.key.as_str()) != baseline, g.key.as_str()));
     let ctx = Ctx {
         report,
-        baseline: report.baseline.as_ref().map(|b| b.config_hash.as_str()),
+        baseline,
+        configs,
     };
     let mut out = String::with_capacity(64 * 1024);
     let _ = write!(
@@ -304,7 +318,7 @@ fn overview(out: &mut String, ctx: &Ctx<'_>, o: &GroupMetrics) {
     );
     out.push_str("</div>");
     out.push_str(r#"<div class="grid"><div class="panel"><h3>Configs</h3><table><tr><th>config</th><th>models</th><th>runs</th><th>success</th><th>steps</th></tr>"#);
-    for g in &ctx.report.groups.config {
+    for g in &ctx.configs {
         let base = if ctx.baseline == Some(g.key.as_str()) {
             r#" <span class="badge b-base">baseline</span>"#
         } else {
@@ -493,7 +507,7 @@ fn planner(out: &mut String, ctx: &Ctx<'_>) {
     let mut t = String::from(
         r#"<table><tr><th>config</th><th>plans</th><th>uplift (kept − replanned)</th><th>replans / run</th><th>invalid plans by reason</th></tr>"#,
     );
-    for g in &ctx.report.groups.config {
+    for g in &ctx.configs {
         let uplift = match g.planner.downstream_success_uplift {
             Some(d) => format!(
                 "{:+.1} pt <span class=\"ci\">[{:+.1}, {:+.1}]</span>{}",
@@ -523,7 +537,10 @@ fn planner(out: &mut String, ctx: &Ctx<'_>) {
         );
     }
     t.push_str("</table><p class=\"note\">● the interval of the uplift excludes zero.</p>");
-    panel(out, "Replans and downstream success", &t);
+    let _ = write!(
+        out,
+        r#"<div class="panel wide"><h3>Replans and downstream success</h3>{t}</div>"#
+    );
     out.push_str("</div></section>");
 }
 
@@ -596,7 +613,7 @@ fn worker(out: &mut String, ctx: &Ctx<'_>) {
     let mut t = String::from(
         r#"<table><tr><th>config</th><th>tool calls</th><th>failures</th><th>runs with recurrence</th><th>success after a failure</th><th>error classes</th></tr>"#,
     );
-    for g in &ctx.report.groups.config {
+    for g in &ctx.configs {
         let classes = g
             .worker
             .error_classes
@@ -627,9 +644,7 @@ fn worker(out: &mut String, ctx: &Ctx<'_>) {
 fn verifier(out: &mut String, ctx: &Ctx<'_>) {
     out.push_str(r#"<section id="verifier"><h2><span class="tag verifier">verifier</span>Verifier</h2><p class="lead">Positive = <code>end</code>. Ground truth from the outcome: the goal counts as met only at the last verdict of a successful run; in failed or aborted runs it was never met. Runs with unknown outcome are left out.</p><div class="grid">"#);
     let stacks: Vec<Stack> = ctx
-        .report
-        .groups
-        .config
+        .configs
         .iter()
         .map(|g| Stack {
             label: ctx.config_label(&g.key),
@@ -719,7 +734,7 @@ fn verifier(out: &mut String, ctx: &Ctx<'_>) {
     let mut t = String::from(
         r#"<table><tr><th>config</th><th>true stop</th><th>false stop</th><th>missed stop</th><th>correct continue</th></tr>"#,
     );
-    for g in &ctx.report.groups.config {
+    for g in &ctx.configs {
         let m = g.verifier.confusion;
         let _ = write!(
             t,
@@ -762,7 +777,11 @@ fn group_table(out: &mut String, title: &str, groups: &[GroupMetrics], mono: boo
         );
     }
     t.push_str("</table>");
-    panel(out, title, &t);
+    let _ = write!(
+        out,
+        r#"<div class="panel wide"><h3>{}</h3>{t}</div>"#,
+        esc(title)
+    );
 }
 
 fn groups(out: &mut String, report: &MetricsReport) {
@@ -807,8 +826,12 @@ fn runs(out: &mut String, report: &MetricsReport, ctx: &Ctx<'_>, opts: &Dashboar
         let outcome = r.outcome.as_str();
         let _ = write!(
             out,
-            r#"<tr><td class="mono">{}</td><td>{trace}</td><td><span class="swatch" style="background:{}"></span><code>{}</code></td><td>{}</td><td>{}</td><td><span class="badge b-{outcome}">{outcome}</span></td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td></tr>"#,
-            esc(r.started_at.get(..19).unwrap_or(&r.started_at)),
+            r#"<tr><td class="mono nw">{}</td><td>{trace}</td><td class="nw"><span class="swatch" style="background:{}"></span><code>{}</code></td><td>{}</td><td>{}</td><td><span class="badge b-{outcome}">{outcome}</span></td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td></tr>"#,
+            esc(&r
+                .started_at
+                .get(..19)
+                .unwrap_or(&r.started_at)
+                .replace('T', " ")),
             ctx.color(&r.config_hash),
             esc(&short(&r.config_hash)),
             esc(&r.goal_family),

@@ -61,7 +61,7 @@ fn nice_max(m: f64) -> f64 {
         return 1.0;
     }
     let mag = 10f64.powf(m.log10().floor());
-    for f in [1.0, 2.0, 2.5, 5.0, 10.0] {
+    for f in [1.0, 2.0, 4.0, 8.0, 10.0] {
         if f * mag >= m {
             return f * mag;
         }
@@ -465,8 +465,9 @@ mod tests {
 
     #[test]
     fn nice_max_rounds_up() {
-        assert_eq!(nice_max(3.2), 5.0);
-        assert_eq!(nice_max(7.0), 10.0);
+        assert_eq!(nice_max(3.2), 4.0);
+        assert_eq!(nice_max(7.0), 8.0);
+        assert_eq!(nice_max(9.0), 10.0);
         assert_eq!(nice_max(0.0), 1.0);
     }
 }

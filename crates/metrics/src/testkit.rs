@@ -380,25 +380,97 @@ impl RunBuilder {
     }
 }
 
-/// Writes a run directory (`DIR/<run_id>/session.json` + `events.jsonl`) the way the pipeline
-/// lays them out.
-pub fn write_run_dir(
-    dir: &std::path::Path,
-    session: &Session,
-    events: &[Event],
-) -> std::io::Result<std::path::PathBuf> {
-    let run_dir = dir.join(&session.run_id);
-    std::fs::create_dir_all(&run_dir)?;
-    let mut s = serde_json::to_string_pretty(session).map_err(std::io::Error::other)?;
-    s.push('\n');
-    std::fs::write(run_dir.join("session.json"), s)?;
-    let mut lines = String::new();
-    for e in events {
-        lines.push_str(&serde_json::to_string(e).map_err(std::io::Error::other)?);
-        lines.push('\n');
+/// The mask every fixture plan is made under: `write_file` exists but is switched off.
+const FIXTURE_MASK: &[(&str, bool)] = &[("search", true), ("calc", true), ("write_file", false)];
+
+/// One of the scripted episodes of [`fixture_runs`].
+fn scenario(b: RunBuilder, kind: u8) -> (Session, Vec<Event>) {
+    let plan: &[(&str, Option<&str>)] =
+        &[("find the data", Some("search")), ("compute", Some("calc"))];
+    let m = FIXTURE_MASK;
+    match kind {
+        // straight success
+        0 => b
+            .plan(plan, m)
+            .work(&[("search", Ok(())), ("calc", Ok(()))])
+            .verdict(Verdict::End)
+            .finish(Outcome::Success),
+        // a timeout, retried, then success over two cycles
+        1 => b
+            .plan(plan, m)
+            .work(&[("search", Err("timeout")), ("search", Ok(()))])
+            .verdict(Verdict::Continue)
+            .work(&[("calc", Ok(()))])
+            .verdict(Verdict::End)
+            .finish(Outcome::Success),
+        // replan that changes nothing, same error again, then a false stop
+        2 => b
+            .plan(plan, m)
+            .work(&[("calc", Err("bad_arguments"))])
+            .verdict(Verdict::Replan)
+            .plan(plan, m)
+            .work(&[("calc", Err("bad_arguments"))])
+            .verdict(Verdict::End)
+            .finish(Outcome::Failure),
+        // invalid first plan (tool switched off), useful replan, success
+        3 => b
+            .plan(&[("save", Some("write_file"))], m)
+            .work(&[("write_file", Err("permission_denied"))])
+            .verdict(Verdict::Replan)
+            .plan(plan, m)
+            .work(&[("search", Ok(()))])
+            .verdict(Verdict::Continue)
+            .work(&[("calc", Ok(()))])
+            .verdict(Verdict::End)
+            .finish(Outcome::Success),
+        // keeps timing out until the budget aborts it
+        4 => b
+            .plan(plan, m)
+            .work(&[("search", Ok(()))])
+            .verdict(Verdict::Continue)
+            .work(&[("search", Err("timeout"))])
+            .verdict(Verdict::Continue)
+            .work(&[("search", Err("timeout"))])
+            .verdict(Verdict::Continue)
+            .finish(Outcome::Aborted),
+        // succeeded but the verifier never said so (missed stop)
+        _ => b
+            .plan(plan, m)
+            .work(&[("search", Ok(())), ("calc", Ok(()))])
+            .verdict(Verdict::Continue)
+            .finish(Outcome::Success),
     }
-    std::fs::write(run_dir.join("events.jsonl"), lines)?;
-    Ok(run_dir)
+}
+
+/// The two config batches committed under `tests/fixtures/runs/`: a baseline config of small
+/// models (16 runs, many failures) and a config of larger models (12 runs, mostly successful).
+pub fn fixture_runs() -> Vec<(Session, Vec<Event>)> {
+    let families = ["arith", "search", "files"];
+    let batches: [(&str, &str, &[u8]); 2] = [
+        (
+            "small",
+            "0a",
+            &[0, 1, 2, 3, 4, 0, 2, 1, 4, 3, 2, 0, 5, 2, 1, 4],
+        ),
+        ("large", "0b", &[0, 0, 1, 3, 0, 1, 0, 2, 0, 1, 0, 3]),
+    ];
+    let mut out = Vec::new();
+    let mut n = 0u64;
+    for (size, tag, kinds) in batches {
+        for (i, kind) in kinds.iter().enumerate() {
+            n += 1;
+            let b = RunBuilder::new(n).session(|s| {
+                s.config_hash = traj_schema::hashing::hash_str(&format!("config {tag}"));
+                s.prompt_hash = traj_schema::hashing::hash_str(&format!("prompt {}", i % 2));
+                s.goal_family = families[i % families.len()].to_string();
+                for (role, spec) in s.model_stack.iter_mut() {
+                    spec.model = format!("{size}-{role}-v1");
+                }
+            });
+            out.push(scenario(b, *kind));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
