@@ -73,7 +73,10 @@ async fn split_out_of_order_delivery_over_three_transports_makes_one_run() {
     let m = rx.metrics();
     assert_eq!(m.spans_received.load(Ordering::Relaxed), 5);
     assert_eq!(m.spans_duplicate.load(Ordering::Relaxed), 1);
-    assert_eq!(m.runs_finalized.load(Ordering::Relaxed), 1);
+    wait_until("finalization counted", || {
+        m.runs_finalized.load(Ordering::Relaxed) == 1
+    })
+    .await;
     rx.shutdown().await;
 }
 

@@ -1,0 +1,185 @@
+//! Run lifecycle over real sockets and a real data dir: idle-timeout finalization, late-span
+//! re-materialization from the raw store, restart recovery, and forwarding to a second receiver
+//! that is down at first.
+
+mod common;
+
+use common::*;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use prost::Message;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+async fn post_protobuf(
+    addr: std::net::SocketAddr,
+    spans: Vec<opentelemetry_proto::tonic::trace::v1::Span>,
+) {
+    let r = http(
+        addr,
+        "POST",
+        "/v1/traces",
+        &[("Content-Type", "application/x-protobuf")],
+        &request(spans).encode_to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_without_root_is_finalized_after_the_idle_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(tmp.path());
+    cfg.idle_timeout = Duration::from_millis(300);
+    let rx = start(cfg).await;
+    post_protobuf(
+        rx.http_addr().unwrap(),
+        vec![span(10, 2, 1), span(10, 3, 2)],
+    )
+    .await;
+    let s = wait_run(tmp.path(), 10, 2).await;
+    assert!(!s.root_span_seen);
+    assert_run_valid(tmp.path(), 10);
+    rx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_span_rematerializes_the_run_from_the_raw_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rx = start(test_config(tmp.path())).await;
+    let addr = rx.http_addr().unwrap();
+    post_protobuf(addr, vec![span(11, 1, 0), span(11, 2, 1)]).await;
+    let first = wait_run(tmp.path(), 11, 2).await;
+    assert_eq!(first.lineage.spans, 2);
+    let m = rx.metrics();
+    wait_until("first finalization", || {
+        m.runs_finalized.load(Ordering::Relaxed) == 1
+    })
+    .await;
+
+    // A late span on its own: the run is rebuilt from raw (spans 1, 2) plus this one.
+    post_protobuf(addr, vec![span(11, 3, 2)]).await;
+    let second = wait_run(tmp.path(), 11, 3).await;
+    assert_eq!(second.lineage.spans, 3);
+    assert!(second.root_span_seen);
+    assert_eq!(m.runs_rematerialized.load(Ordering::Relaxed), 1);
+    wait_until("second finalization", || {
+        m.runs_finalized.load(Ordering::Relaxed) == 2
+    })
+    .await;
+
+    // A pure duplicate of a finalized run's span changes nothing and re-opens nothing.
+    post_protobuf(addr, vec![span(11, 2, 1)]).await;
+    wait_until("duplicate counted", || {
+        m.spans_duplicate.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    assert_eq!(m.runs_rematerialized.load(Ordering::Relaxed), 1);
+    assert_eq!(m.open_runs.load(Ordering::Relaxed), 0);
+    assert_run_valid(tmp.path(), 11);
+    rx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_runs_survive_a_restart_and_complete_afterwards() {
+    let tmp = tempfile::tempdir().unwrap();
+    // First life: timers so long nothing is finalized before shutdown.
+    let mut cfg = test_config(tmp.path());
+    cfg.grace_period = Duration::from_secs(3600);
+    cfg.idle_timeout = Duration::from_secs(3600);
+    let rx = start(cfg.clone()).await;
+    let mut c = TraceServiceClient::connect(format!("http://{}", rx.grpc_addr().unwrap()))
+        .await
+        .unwrap();
+    c.export(request(vec![span(12, 2, 1), span(12, 1, 0)]))
+        .await
+        .unwrap();
+    c.export(request(vec![span(13, 5, 4)])).await.unwrap();
+    post_protobuf(rx.http_addr().unwrap(), vec![span(12, 3, 1)]).await;
+    rx.shutdown().await;
+    assert!(!run_dir(tmp.path(), 12).join("session.json").exists());
+
+    // A stale, incomplete run dir for trace 13 must be replaced as well.
+    let stale = run_dir(tmp.path(), 13);
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("session.json"), r#"{"lineage": {"spans": 0}}"#).unwrap();
+
+    // Second life on the same dir with normal timers.
+    let mut cfg = test_config(tmp.path());
+    cfg.idle_timeout = Duration::from_millis(300);
+    let rx = start(cfg).await;
+    let s = wait_run(tmp.path(), 12, 3).await;
+    assert_eq!(s.lineage.spans, 3);
+    assert!(s.root_span_seen);
+    let s = wait_run(tmp.path(), 13, 1).await;
+    assert!(!s.root_span_seen);
+    assert_run_valid(tmp.path(), 12);
+    rx.shutdown().await;
+
+    // Third life: everything is complete on disk, nothing is re-opened.
+    let rx = start(test_config(tmp.path())).await;
+    let m = rx.metrics();
+    // Recovery runs before any batch is handled; a batch for another trace proves it is done.
+    post_protobuf(rx.http_addr().unwrap(), vec![span(14, 1, 0)]).await;
+    wait_run(tmp.path(), 14, 1).await;
+    wait_until("trace 14 counted", || {
+        m.runs_finalized.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+    assert_eq!(m.runs_finalized.load(Ordering::Relaxed), 1);
+    assert_eq!(m.runs_rematerialized.load(Ordering::Relaxed), 0);
+    rx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_reaches_targets_that_come_up_later() {
+    // Reserve two ports, then free them: the targets are down when the first receiver starts.
+    let free = |_: u8| {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let http_target = free(0);
+    let grpc_target = free(1);
+
+    let main_dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(main_dir.path());
+    cfg.forward = vec![
+        format!("http://{http_target}/v1/traces"),
+        format!("grpc://{grpc_target}"),
+    ];
+    let rx = start(cfg).await;
+    post_protobuf(
+        rx.http_addr().unwrap(),
+        vec![span(15, 1, 0), span(15, 2, 1)],
+    )
+    .await;
+    let m = rx.metrics();
+    wait_until("a failed forward attempt", || {
+        m.forward_failures.load(Ordering::Relaxed) >= 2
+    })
+    .await;
+
+    // Now the targets come up: one takes HTTP, the other gRPC.
+    let http_dir = tempfile::tempdir().unwrap();
+    let mut hc = test_config(http_dir.path());
+    hc.http_addr = Some(http_target);
+    hc.grpc_addr = None;
+    let http_rx = start(hc).await;
+    let grpc_dir = tempfile::tempdir().unwrap();
+    let mut gc = test_config(grpc_dir.path());
+    gc.grpc_addr = Some(grpc_target);
+    gc.http_addr = None;
+    let grpc_rx = start(gc).await;
+
+    let s = wait_run(http_dir.path(), 15, 2).await;
+    assert_eq!(s.lineage.spans, 2);
+    let s = wait_run(grpc_dir.path(), 15, 2).await;
+    assert_eq!(s.lineage.spans, 2);
+    wait_until("both deliveries counted", || {
+        m.forward_sent.load(Ordering::Relaxed) == 2
+    })
+    .await;
+    assert_eq!(m.forward_dropped.load(Ordering::Relaxed), 0);
+    rx.shutdown().await;
+    http_rx.shutdown().await;
+    grpc_rx.shutdown().await;
+}
