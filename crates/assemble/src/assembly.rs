@@ -5,6 +5,9 @@
 //! canonical order (start time, span id); event ids are content-derived; events are sorted by
 //! (time, event id). Nothing walks the tree recursively.
 
+// Per-span facts live in parallel vectors indexed by node; index loops read best here.
+#![allow(clippy::needless_range_loop)]
+
 use crate::attributes::{attr_str, attr_u32};
 use crate::payloads::{self as pl, Ctx};
 use crate::rules::MappingRules;

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use traj_assemble::{assemble, MappingRules};
 use traj_schema::{Event, EventType, Lineage, Outcome, Payload, Role, Verdict};
 
-fn by_type<'a>(events: &'a [Event], span: u64, ty: EventType) -> &'a Event {
+fn by_type(events: &[Event], span: u64, ty: EventType) -> &Event {
     let hex = hex_sid(span);
     events
         .iter()

@@ -44,7 +44,16 @@ fn cyclic_and_self_referencing_parents_terminate_as_broken() {
 #[test]
 fn ten_thousand_roots() {
     let spans: Vec<SpanRecord> = (0..10_000u64)
-        .map(|k| rec(worker(k + 2, 0x7fff_0000 + k, k as i64, k * 10, k * 10 + 5, 0)))
+        .map(|k| {
+            rec(worker(
+                k + 2,
+                0x7fff_0000 + k,
+                k as i64,
+                k * 10,
+                k * 10 + 5,
+                0,
+            ))
+        })
         .map(|mut r| {
             r.span.parent_span_id.clear(); // each worker is a root of its own
             r
@@ -86,7 +95,9 @@ fn a_fifty_thousand_deep_span_chain_does_not_recurse() {
         .filter(|e| e.event_type() == EventType::WorkerToolCall)
         .collect();
     assert_eq!(calls.len(), 50_000);
-    assert!(calls.iter().all(|c| c.parent_event_id.as_deref() == Some(action.as_str())));
+    assert!(calls
+        .iter()
+        .all(|c| c.parent_event_id.as_deref() == Some(action.as_str())));
 }
 
 fn nested(depth: usize) -> AnyValue {
@@ -150,7 +161,10 @@ fn deeply_nested_any_values_are_truncated_not_overflowed() {
             let spans = vec![rec(run_span(1, 0, 100, "success")), rec(w)];
             let run = assemble(TRACE, &spans, &MappingRules::default());
             assert_valid(&run);
-            assert!(run.warnings.iter().any(|w| w.contains("traj.worker.input malformed")));
+            assert!(run
+                .warnings
+                .iter()
+                .any(|w| w.contains("traj.worker.input malformed")));
             drop(spans);
         })
         .unwrap()
