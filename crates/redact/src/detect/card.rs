@@ -4,7 +4,8 @@
 //!
 //! When grouped digits run on (`4111 1111 1111 1111 12/27`), the longest prefix ending on a
 //! group boundary that is a valid card wins. A single unbroken digit run must be the card as a
-//! whole. Candidates are capped at 24 digits, so the scan is linear.
+//! whole. A grouped run that holds no card is retried from its second group (`order 42 4111 ...`).
+//! Candidates are capped at 24 digits and 8 groups, so each start costs O(1): linear overall.
 
 use super::Hit;
 use crate::kind::PiiKind;
@@ -43,17 +44,18 @@ pub(crate) fn find(s: &[u8], out: &mut Vec<Hit>) {
             }
             continue;
         }
-        let (hit_end, scanned_end) = scan(s, i);
+        let (hit_end, first_group_end) = scan(s, i);
         if let Some(end) = hit_end {
             out.push(Hit::new(i, end, PiiKind::CreditCard));
             i = end;
         } else {
-            i = scanned_end.max(i + 1);
+            // Retry from the next group: `order 42 4111 1111 1111 1111` still finds the card.
+            i = first_group_end.max(i + 1);
         }
     }
 }
 
-/// Returns (end of the card if one starts at `start`, end of what was scanned).
+/// Returns (end of the card if one starts at `start`, end of the first digit group).
 fn scan(s: &[u8], start: usize) -> (Option<usize>, usize) {
     let mut digits = [0u8; MAX_SCAN];
     let mut nd = 0usize;
@@ -64,19 +66,21 @@ fn scan(s: &[u8], start: usize) -> (Option<usize>, usize) {
     loop {
         while digit_at(s, j) {
             if nd == MAX_SCAN {
-                // Far too long to be a card: skip the whole run.
-                while digit_at(s, j) || (matches!(byte_at(s, j), b' ' | b'-') && digit_at(s, j + 1))
-                {
-                    j += 1;
+                // Far too long to be a card.
+                if ng == 0 {
+                    while digit_at(s, j) {
+                        j += 1;
+                    }
+                    return (None, j);
                 }
-                return (None, j);
+                return (None, ends[0].0);
             }
             digits[nd] = s[j] - b'0';
             nd += 1;
             j += 1;
         }
         if ng == MAX_GROUPS {
-            return (None, j);
+            return (None, ends[0].0);
         }
         ends[ng] = (j, nd);
         ng += 1;
@@ -86,7 +90,7 @@ fn scan(s: &[u8], start: usize) -> (Option<usize>, usize) {
             break;
         }
     }
-    let scanned = j;
+    let scanned = ends[0].0;
     if !(b'2'..=b'6').contains(&s[start]) {
         return (None, scanned);
     }

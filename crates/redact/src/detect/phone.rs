@@ -13,6 +13,8 @@
 //! - not the SSN shape `ddd-dd-dddd` (the national-id detector owns it);
 //! - not thousands-grouped (`1 234 567 890`: ≥ 4 space-separated groups, all but the first of 3);
 //! - not followed by `:digit` (a time or a port).
+//! - when digits run past 15 after a leading group of ≤ 3 digits, scanning retries from the
+//!   second group (`order 42 415 555 2671`).
 //!
 //! Candidates stop after 8 groups or 15 digits, so each start costs O(1) and the scan is linear.
 
@@ -148,7 +150,12 @@ fn judge(s: &[u8], c: &Cand) -> Verdict {
         return Verdict::RestartAt(c.group_end[2]);
     }
     if c.too_long {
-        return Verdict::No;
+        // Digits ran on after a short leading number: retry from the second group
+        // (`ref 42 415 555 2671 ...`). Runs of 4-digit groups (card-like) are not retried.
+        return match c.ngroups {
+            1.. if c.groups[0] <= 3 => Verdict::RestartAt(c.group_end[0]),
+            _ => Verdict::No,
+        };
     }
     if !(9..=MAX_DIGITS).contains(&c.digits) {
         return Verdict::No;
