@@ -1,10 +1,112 @@
-//! `traj build`.
+//! `traj build`: builds the role datasets from run directories (flags → `traj_datasets::build`),
+//! with a progress bar on a terminal and a one-screen summary at the end.
 
+use anyhow::Context;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use traj_datasets::{BuildConfig, BuildInputs, Format, Labels};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// A runs directory (`<run_id>/session.json` + `events.jsonl`, or a data dir with `runs/`).
+    /// Repeatable: several directories give the same result as one holding all runs.
+    #[arg(long = "runs", required = true)]
+    runs: Vec<PathBuf>,
+    /// Output directory (train/, validation/, test/, report.*, manifest.json).
+    #[arg(long)]
+    out: PathBuf,
+    /// Build config (TOML, or JSON when the name ends in .json): split ratios, near-dup, quality.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Human corrections (JSONL keyed by event_id or span_id).
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Seed of every random choice (MinHash, split tie-breaks).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Row format: trl (conversational) or openai (fine-tuning JSONL).
+    #[arg(long, default_value = "trl", value_parser = ["trl", "openai"])]
+    format: String,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`traj build` is not implemented yet")
+fn load_config(path: &PathBuf) -> anyhow::Result<BuildConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let cfg: BuildConfig = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?
+    } else {
+        toml::from_str(&text).with_context(|| format!("{}", path.display()))?
+    };
+    cfg.check()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(cfg)
+}
+
+/// A one-line progress bar redrawn in place on stderr.
+fn draw(phase: &str, done: u64, total: u64) {
+    let width = 30u64;
+    let filled = (done * width).checked_div(total).unwrap_or(width);
+    let bar: String = (0..width)
+        .map(|i| if i < filled { '#' } else { '-' })
+        .collect();
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "\r{phase:>8} [{bar}] {done}/{total}");
+    if done == total {
+        let _ = writeln!(err);
+    }
+    let _ = err.flush();
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    crate::init_logs();
+    let config = match &args.config {
+        Some(p) => load_config(p)?,
+        None => BuildConfig::default(),
+    };
+    let labels = match &args.labels {
+        Some(p) => Labels::load(p)?,
+        None => Labels::default(),
+    };
+    let format = Format::parse(&args.format)
+        .ok_or_else(|| anyhow::anyhow!("unknown format {:?}", args.format))?;
+    let policy = traj_datasets::dataset_redaction_policy();
+    let tty = std::io::stderr().is_terminal();
+    let progress = |phase: &str, done: u64, total: u64| draw(phase, done, total);
+    let inputs = BuildInputs {
+        runs: args.runs.clone(),
+        out: args.out.clone(),
+        config,
+        labels,
+        seed: args.seed,
+        format,
+        redactor: &policy,
+        progress: if tty { Some(&progress) } else { None },
+    };
+    let summary = traj_datasets::build(&inputs)?;
+    let rep = &summary.report;
+    println!(
+        "built {}: {} runs found, {} kept, {} quarantined, {} duplicates removed",
+        args.out.display(),
+        summary.runs_found,
+        summary.runs_kept,
+        summary.runs_quarantined,
+        summary.runs_deduplicated
+    );
+    for (split, views) in &summary.rows {
+        let cells: Vec<String> = views.iter().map(|(v, n)| format!("{v}={n}")).collect();
+        println!("  {split}: {}", cells.join(" "));
+    }
+    for q in &rep.quarantine {
+        let at = q.line.map(|l| format!(":{l}")).unwrap_or_default();
+        eprintln!("quarantined {}{at}: {}", q.file, q.reason);
+    }
+    let leaks = rep.leakage.shared_goal_families
+        + rep.leakage.shared_near_duplicate_clusters
+        + rep.leakage.shared_goals;
+    if leaks > 0 {
+        eprintln!("traj: error: split leakage found, see report.json");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -21,6 +21,9 @@ use traj_runs::{list_runs, read_run, RunDir, RunReadError};
 use traj_schema::hashing::{hash_json, hash_str};
 use traj_schema::{Outcome, ToolStatus, SCHEMA_VERSION};
 
+/// Progress callback: (phase, done, total).
+pub type ProgressFn<'a> = &'a dyn Fn(&str, u64, u64);
+
 /// What to build.
 pub struct BuildInputs<'a> {
     /// `--runs` directories, as given (recorded in the manifest).
@@ -32,7 +35,7 @@ pub struct BuildInputs<'a> {
     pub format: Format,
     pub redactor: &'a dyn Redactor,
     /// Called with (phase, done, total) as runs are processed.
-    pub progress: Option<&'a dyn Fn(&str, u64, u64)>,
+    pub progress: Option<ProgressFn<'a>>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -27,3 +27,8 @@ pub use report::Report;
 pub use rows::{Format, Row, View};
 pub use split::Split;
 pub use synth::generate_corpus;
+
+/// The redaction policy of dataset builds (`traj-dataset`: every detector of `traj-redact`).
+pub fn dataset_redaction_policy() -> traj_redact::Policy {
+    traj_redact::Policy::default_dataset()
+}

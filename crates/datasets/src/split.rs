@@ -38,7 +38,7 @@ pub fn assign_units(sizes: &[u64], ratios: &SplitRatios, seed: u64) -> Vec<Split
     let total: f64 = sizes.iter().sum::<u64>() as f64;
 
     let mut order: Vec<usize> = (0..sizes.len()).collect();
-    SplitMix64::new(seed ^ 0x5350_4c49_54).shuffle(&mut order);
+    SplitMix64::new(seed ^ 0x0053_504c_4954).shuffle(&mut order);
     order.sort_by(|a, b| sizes[*b].cmp(&sizes[*a])); // stable: seed orders equal sizes
 
     let mut assigned = [0f64; 3];
