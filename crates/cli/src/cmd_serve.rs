@@ -112,7 +112,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the tokio runtime")?;
     rt.block_on(async move {
+        let data_dir = cfg.data_dir.clone();
         let receiver = Receiver::start(cfg).await?;
+        let show = |a: Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
+        println!(
+            "traj serve: grpc={} http={} data={}",
+            show(receiver.grpc_addr()),
+            show(receiver.http_addr()),
+            data_dir.display()
+        );
         wait_for_signal().await?;
         tracing::info!("shutting down: no new requests; acknowledged batches are stored");
         receiver.shutdown().await;
