@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use std::sync::Arc;
 
@@ -115,8 +116,27 @@ async fn export(State(st): State<Arc<HttpState>>, headers: HeaderMap, body: Body
             )
         }
     };
-    let plain = match decompress(&wire, content_encoding.as_deref(), st.max_request_bytes) {
-        Ok(p) => p,
+    // Large bodies are inflated and parsed off the async workers.
+    let limit = st.max_request_bytes;
+    let decoded = if wire.len() > OFFLOAD_BYTES {
+        match tokio::task::spawn_blocking(move || decode_body(&wire, content_encoding, limit, enc))
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return status_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    enc,
+                    code::INTERNAL,
+                    format!("decoder task failed: {e}"),
+                )
+            }
+        }
+    } else {
+        decode_body(&wire, content_encoding, limit, enc)
+    };
+    let (req, plain) = match decoded {
+        Ok(x) => x,
         Err(DecodeError::TooLarge { limit }) => return too_large(enc, limit),
         Err(DecodeError::UnsupportedEncoding(e)) => {
             return status_response(
@@ -126,10 +146,6 @@ async fn export(State(st): State<Arc<HttpState>>, headers: HeaderMap, body: Body
                 format!("unsupported Content-Encoding {e:?}: use gzip or identity"),
             )
         }
-        Err(e) => return bad_request(enc, e),
-    };
-    let req = match decode_request(&plain, enc) {
-        Ok(r) => r,
         Err(e) => return bad_request(enc, e),
     };
     let raw = match enc {
@@ -163,6 +179,21 @@ async fn export(State(st): State<Arc<HttpState>>, headers: HeaderMap, body: Body
             status_response(http, enc, c, e.to_string())
         }
     }
+}
+
+/// Bodies above this size are decoded on the blocking pool.
+const OFFLOAD_BYTES: usize = 256 << 10;
+
+/// Inflates and parses a body; also returns the inflated bytes (stored as-is when protobuf).
+fn decode_body(
+    wire: &[u8],
+    content_encoding: Option<String>,
+    limit: usize,
+    enc: Encoding,
+) -> Result<(ExportTraceServiceRequest, Vec<u8>), DecodeError> {
+    let plain = decompress(wire, content_encoding.as_deref(), limit)?;
+    let req = decode_request(&plain, enc)?;
+    Ok((req, plain))
 }
 
 fn too_large(enc: Encoding, limit: usize) -> Response {

@@ -33,6 +33,8 @@ pub enum RunMsg {
     },
     /// Time to check the finalization deadlines.
     Tick,
+    /// Stop now (shutdown); open runs are left for the next start.
+    Stop,
 }
 
 /// Timers and paths of the run manager.
@@ -148,6 +150,7 @@ impl RunManager {
                     self.on_batch(seq, req, Instant::now());
                 }
                 RunMsg::Tick => {}
+                RunMsg::Stop => break,
             }
             let now = Instant::now();
             if now.duration_since(last_check) >= tick_interval(&self.cfg) {

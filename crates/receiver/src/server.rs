@@ -62,6 +62,8 @@ pub struct Receiver {
     ticker: JoinHandle<()>,
     forward_tasks: Vec<JoinHandle<()>>,
     manager: Option<std::thread::JoinHandle<()>>,
+    /// Used only to tell the run manager to stop.
+    runs_tx: tokio::sync::mpsc::Sender<RunMsg>,
     store: Store,
 }
 
@@ -118,6 +120,7 @@ impl Receiver {
                 source,
             })?;
         let tick_tx = runs_tx.clone();
+        let stop_runs_tx = runs_tx.clone();
         let ticker = tokio::spawn(async move {
             let mut iv = tokio::time::interval(tick);
             iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -252,6 +255,7 @@ impl Receiver {
             ticker,
             forward_tasks,
             manager: Some(manager),
+            runs_tx: stop_runs_tx,
             store,
         })
     }
@@ -282,6 +286,8 @@ impl Receiver {
         }
         self.ticker.abort();
         let _ = (&mut self.ticker).await;
+        // Waits for room in the queue: batches already acknowledged are handed over first.
+        let _ = self.runs_tx.send(RunMsg::Stop).await;
         if let Some(manager) = self.manager.take() {
             let _ = tokio::task::spawn_blocking(move || manager.join()).await;
         }
