@@ -146,3 +146,129 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use traj_metrics::testkit::RunBuilder;
+    use traj_schema::{Outcome, Verdict};
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            let p = std::env::temp_dir()
+                .join(format!("traj-report-{tag}-{}-{nanos}", std::process::id()));
+            std::fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Writes `oks.len()` runs of `config` into `dir`, numbered from `first`.
+    fn batch(dir: &std::path::Path, config: &str, first: u64, oks: &[bool]) {
+        for (i, ok) in oks.iter().enumerate() {
+            let (s, e) = RunBuilder::new(first + i as u64)
+                .session(|s| s.config_hash = config.to_string())
+                .plan(&[("a", Some("search"))], &[("search", true)])
+                .work(&[("search", if *ok { Ok(()) } else { Err("timeout") })])
+                .verdict(Verdict::End)
+                .finish(if *ok {
+                    Outcome::Success
+                } else {
+                    Outcome::Failure
+                });
+            traj_runs::write_run(dir, &s, &e).unwrap();
+        }
+    }
+
+    const A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn args(runs: Vec<PathBuf>, out: PathBuf) -> Args {
+        Args {
+            runs,
+            out,
+            baseline: None,
+            jaeger_url: "http://localhost:16686".to_string(),
+        }
+    }
+
+    #[test]
+    fn two_batches_with_different_configs_show_the_difference() {
+        let tmp = TempDir::new("two");
+        let (a, b, out) = (tmp.0.join("a"), tmp.0.join("b"), tmp.0.join("out"));
+        // A: 30 runs, 27 successful; B: 20 runs, 6 successful
+        batch(&a, A, 0, &(0..30).map(|i| i % 10 != 0).collect::<Vec<_>>());
+        batch(&b, B, 100, &(0..20).map(|i| i % 10 < 3).collect::<Vec<_>>());
+        let code = run(args(vec![a, b], out.clone())).unwrap();
+        assert_eq!(code, ExitCode::SUCCESS);
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap())
+                .unwrap();
+        assert_eq!(v["runs"], 50);
+        assert_eq!(v["baseline"]["config_hash"], A);
+        let m = v["comparisons"][0]["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["metric"] == "run.success_rate")
+            .unwrap()
+            .clone();
+        // 6/20 - 27/30 = -0.6
+        assert!((m["diff"]["value"].as_f64().unwrap() + 0.6).abs() < 1e-12);
+        assert_eq!(m["diff"]["significant"], true);
+        assert_eq!(m["assessment"], "worse");
+        let html = std::fs::read_to_string(out.join("dashboard.html")).unwrap();
+        assert!(html.contains("-60.0 pt"));
+    }
+
+    #[test]
+    fn an_unreadable_run_is_skipped_with_its_location_and_the_rest_counted() {
+        let tmp = TempDir::new("bad");
+        let (runs, out) = (tmp.0.join("runs"), tmp.0.join("out"));
+        batch(&runs, A, 0, &[true, false, true]);
+        let victim = traj_runs::list_runs(std::slice::from_ref(&runs)).unwrap()[0].clone();
+        let events = victim.path.join("events.jsonl");
+        let text = std::fs::read_to_string(&events).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines[1] = "{not json";
+        std::fs::write(&events, lines.join("\n")).unwrap();
+        run(args(vec![runs], out.clone())).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap())
+                .unwrap();
+        assert_eq!(v["runs"], 2);
+        assert_eq!(v["skipped_runs"][0]["run"], victim.run_id.as_str());
+        let reason = v["skipped_runs"][0]["reason"].as_str().unwrap();
+        assert!(reason.contains("events.jsonl:2"), "{reason}");
+    }
+
+    #[test]
+    fn bad_flags_are_precise_errors() {
+        let tmp = TempDir::new("flags");
+        let (runs, out) = (tmp.0.join("runs"), tmp.0.join("out"));
+        batch(&runs, A, 0, &[true]);
+        let mut a = args(vec![runs.clone()], out.clone());
+        a.baseline = Some("sha256:nope".to_string());
+        let err = run(a).unwrap_err().to_string();
+        assert!(err.contains("sha256:nope") && err.contains(A), "{err}");
+        let mut a = args(vec![runs], out.clone());
+        a.jaeger_url = "javascript:alert(1)".to_string();
+        assert!(run(a).unwrap_err().to_string().contains("--jaeger-url"));
+        let empty = tmp.0.join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        let err = run(args(vec![empty], out)).unwrap_err().to_string();
+        assert!(err.contains("no runs found"), "{err}");
+    }
+}

@@ -314,7 +314,7 @@ pub fn matrix_chart(
         );
         let row = counts.get(i).cloned().unwrap_or_default();
         let total: u64 = row.iter().sum();
-        for j in 0..col_labels.len() {
+        for (j, col) in col_labels.iter().enumerate() {
             let n = row.get(j).copied().unwrap_or(0);
             let share = if total > 0 {
                 n as f64 / total as f64
@@ -326,7 +326,7 @@ pub fn matrix_chart(
             let _ = write!(
                 out,
                 r##"<g><title>{}</title><rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" rx="4" fill="#3b6fd8" fill-opacity="{:.3}" stroke="#d5dce6"/><text x="{:.1}" y="{:.1}" class="{}" text-anchor="middle">{n}</text></g>"##,
-                esc(&format!("{r} / {}: {n} of {total}", col_labels[j])),
+                esc(&format!("{r} / {col}: {n} of {total}")),
                 x + 2.0,
                 y + 2.0,
                 cell_w - 4.0,
