@@ -45,6 +45,11 @@ fn load_config(path: &PathBuf) -> anyhow::Result<BuildConfig> {
 
 /// A one-line progress bar redrawn in place on stderr.
 fn draw(phase: &str, done: u64, total: u64) {
+    // About 200 redraws per phase at most.
+    let every = (total / 200).max(1);
+    if done % every != 0 && done != total {
+        return;
+    }
     let width = 30u64;
     let filled = (done * width).checked_div(total).unwrap_or(width);
     let bar: String = (0..width)

@@ -56,7 +56,7 @@ pub fn judge(idx: &RunIndex, i: usize, v: &VerifyStage) -> (Option<bool>, &'stat
             _ => (None, "outcome_unknown"),
         },
         Verdict::Continue => {
-            if v.goal_met() {
+            if goal_already_met(idx, i, v) {
                 (Some(false), "missed_stop")
             } else if idx.outcome == Outcome::Success {
                 (Some(true), "continue_then_success")
@@ -73,6 +73,38 @@ pub fn judge(idx: &RunIndex, i: usize, v: &VerifyStage) -> (Option<bool>, &'stat
                 (None, "replan_then_no_success")
             }
         }
+    }
+}
+
+/// The goal was already met when verifier stage `i` judged: its evidence says so
+/// (`evidence.goal_met == true`), or the run succeeded and this stage saw exactly the evidence
+/// (non-empty) on which the final `end` was given — nothing changed after it, so the state
+/// already satisfied the checker.
+pub fn goal_already_met(idx: &RunIndex, i: usize, v: &VerifyStage) -> bool {
+    if v.goal_met() {
+        return true;
+    }
+    if idx.outcome != Outcome::Success {
+        return false;
+    }
+    let Some((_, input)) = v.input else {
+        return false;
+    };
+    if crate::quality::is_empty_value(&input.evidence) {
+        return false;
+    }
+    let final_end = idx
+        .stages
+        .iter()
+        .enumerate()
+        .rev()
+        .find_map(|(j, s)| match s {
+            Stage::Verify(f) if f.verdict == Some(Verdict::End) => Some((j, f)),
+            _ => None,
+        });
+    match final_end {
+        Some((j, f)) if j > i => f.input.is_some_and(|(_, fi)| fi.evidence == input.evidence),
+        _ => false,
     }
 }
 
@@ -176,7 +208,7 @@ pub fn pref_cases(idx: &RunIndex, i: usize, v: &VerifyStage, cfg: &PrefConfig) -
             rejected: eff,
             synthetic: Some(Synthetic::Chosen),
         }),
-        Verdict::Continue if v.goal_met() => Some(PrefCase {
+        Verdict::Continue if goal_already_met(idx, i, v) => Some(PrefCase {
             rule: "missed_stop",
             chosen: synth(
                 Verdict::End,

@@ -115,6 +115,11 @@ pub fn check_run(
     f
 }
 
+/// Null, or an empty string, array or object.
+pub fn is_empty_value(v: &Value) -> bool {
+    kind(v) == "missing"
+}
+
 /// The kind of a JSON value, for drift detection. Missing, null and empty values are one kind.
 fn kind(v: &Value) -> &'static str {
     match v {

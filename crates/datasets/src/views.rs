@@ -74,7 +74,8 @@ fn metadata(
 }
 
 /// Tool schemas for the given tool names: from `runtime_config.tools` (a list of
-/// `{name, description, parameters}`) when the agent recorded it, else a generic object schema.
+/// `{name, description, parameters}`) when the agent recorded it, else inferred from the
+/// arguments the run passed to the tool (property names and JSON types).
 pub fn tool_schemas(idx: &RunIndex, names: &[String]) -> Vec<Value> {
     let recorded = idx.session.runtime_config.extra.get("tools");
     names
@@ -91,13 +92,45 @@ pub fn tool_schemas(idx: &RunIndex, names: &[String]) -> Vec<Value> {
             let parameters = spec
                 .and_then(|s| s.get("parameters"))
                 .cloned()
-                .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+                .unwrap_or_else(|| inferred_parameters(idx, n));
             json!({
                 "type": "function",
                 "function": {"name": n, "description": description, "parameters": parameters},
             })
         })
         .collect()
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn inferred_parameters(idx: &RunIndex, tool: &str) -> Value {
+    let mut props: std::collections::BTreeMap<String, &'static str> = Default::default();
+    for (_, w) in idx.works() {
+        for t in &w.tools {
+            if t.call.1.tool == tool {
+                if let Value::Object(args) = &t.call.1.arguments {
+                    for (k, v) in args {
+                        props.entry(k.clone()).or_insert(json_type(v));
+                    }
+                }
+            }
+        }
+    }
+    let properties: Map<String, Value> = props
+        .into_iter()
+        .map(|(k, t)| (k, json!({"type": t})))
+        .collect();
+    json!({"type": "object", "properties": properties})
 }
 
 fn verdict_msg(v: &VerdictText) -> Msg {

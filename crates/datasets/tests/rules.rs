@@ -375,3 +375,130 @@ fn every_row_carries_lineage_that_exists_in_its_run() {
         }
     }
 }
+
+mod evidence_rule {
+    use super::*;
+    use traj_datasets::synth::{RunBuilder, ToolAttempt};
+    use traj_schema::event::{
+        PlanProgress, PlanStep, PlannerInput, PlannerOutput, VerifierInput, VerifierOutput,
+        WorkerAction, WorkerInput, WorkerOutput,
+    };
+    use traj_schema::{Outcome, ToolStatus, Verdict};
+
+    /// write, verify(continue, evidence e1), respond, verify(end, evidence e2), success.
+    fn run(e1: Value, e2: Value) -> (Session, Vec<Event>) {
+        let mut b = RunBuilder::new(77, "Write hello to out.txt", "file_write");
+        b.plan(
+            0,
+            PlannerInput {
+                goal: "Write hello to out.txt".into(),
+                ..Default::default()
+            },
+            PlannerOutput {
+                plan: vec![PlanStep {
+                    index: 0,
+                    description: "write".into(),
+                    tool: Some("write_file".into()),
+                }],
+                ..Default::default()
+            },
+        );
+        let wi = WorkerInput {
+            current_step: "write".into(),
+            allowed_tools: vec!["write_file".into()],
+            ..Default::default()
+        };
+        b.work(
+            0,
+            wi.clone(),
+            WorkerAction {
+                action: "tool_call".into(),
+                tool: Some("write_file".into()),
+                arguments: json!({"path": "out.txt", "content": "hello"}),
+                reasoning: "write it".into(),
+            },
+            vec![ToolAttempt::ok(
+                "write_file",
+                json!({"path": "out.txt", "content": "hello"}),
+                json!({"ok": true}),
+            )],
+            WorkerOutput {
+                status: ToolStatus::Ok,
+                ..Default::default()
+            },
+        );
+        let vi = |e: Value| VerifierInput {
+            plan_progress: PlanProgress {
+                completed: 1,
+                total: 1,
+            },
+            action_traces: vec![],
+            evidence: e,
+        };
+        let vo = |v: Verdict| VerifierOutput {
+            verdict: v,
+            feedback: String::new(),
+            risk_flags: vec![],
+            confidence: None,
+            llm_calls: vec![],
+        };
+        b.verify(0, vi(e1), vo(Verdict::Continue));
+        b.work(
+            1,
+            wi,
+            WorkerAction {
+                action: "respond".into(),
+                tool: None,
+                arguments: Value::Null,
+                reasoning: "nothing left".into(),
+            },
+            vec![],
+            WorkerOutput {
+                status: ToolStatus::Ok,
+                ..Default::default()
+            },
+        );
+        b.verify(1, vi(e2), vo(Verdict::End));
+        b.finish(Outcome::Success, None)
+    }
+
+    #[test]
+    fn continue_on_the_evidence_of_the_final_end_is_a_missed_stop() {
+        let ev = json!({"file": "out.txt", "content": "hello"});
+        let rows = rows_of(&run(ev.clone(), ev), &no_labels(), &PrefConfig::default());
+        assert!(
+            pairs(&rows)
+                .iter()
+                .any(|p| p.0 == "missed_stop" && p.1 == "end"),
+            "{:?}",
+            pairs(&rows)
+        );
+        assert_eq!(correctness(&rows)[0], ("missed_stop".into(), json!(false)));
+    }
+
+    #[test]
+    fn continue_on_different_evidence_is_not_a_missed_stop() {
+        let rows = rows_of(
+            &run(
+                json!({"file": "out.txt", "content": "hel"}),
+                json!({"file": "out.txt", "content": "hello"}),
+            ),
+            &no_labels(),
+            &PrefConfig::default(),
+        );
+        assert!(pairs(&rows).iter().all(|p| p.0 != "missed_stop"));
+        assert_eq!(
+            correctness(&rows)[0],
+            ("continue_then_success".into(), json!(true))
+        );
+        // A respond action is an SFT row without a tool call; schemas are inferred from arguments.
+        let w = view(&rows, View::WorkerSft);
+        let Completion::Sft(m) = &w[1].completion else {
+            panic!()
+        };
+        assert!(m.tool_calls.is_empty());
+        assert_eq!(content(m)["action"], "respond");
+        let params = &w[0].tools[0]["function"]["parameters"];
+        assert_eq!(params["properties"]["path"]["type"], "string");
+    }
+}
