@@ -145,3 +145,51 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         .context("cannot wait for Ctrl-C")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn flags_override_the_config_file_which_overrides_defaults() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("serve.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/data/from-file\"\ngrace_period = \"5s\"\nidle_timeout = \"90s\"\n\
+             grpc = \"off\"\nforward = [\"grpc://127.0.0.1:9\"]\nmax_open_runs = 7\n",
+        )
+        .unwrap();
+        let w = Wrap::try_parse_from([
+            "x",
+            "--config",
+            file.to_str().unwrap(),
+            "--grace-period",
+            "300ms",
+            "--fsync",
+            "never",
+        ])
+        .unwrap();
+        let cfg = build_config(w.args).unwrap();
+        assert_eq!(cfg.data_dir, PathBuf::from("/data/from-file"));
+        assert_eq!(cfg.grace_period, std::time::Duration::from_millis(300));
+        assert_eq!(cfg.idle_timeout, std::time::Duration::from_secs(90));
+        assert_eq!(cfg.grpc_addr, None);
+        assert_eq!(cfg.http_addr, Some("127.0.0.1:4318".parse().unwrap()));
+        assert_eq!(cfg.forward, vec!["grpc://127.0.0.1:9".to_string()]);
+        assert_eq!(cfg.max_open_runs, 7);
+        assert_eq!(cfg.fsync, Fsync::Never);
+
+        let w = Wrap::try_parse_from(["x", "--grace-period", "1s"]).unwrap();
+        assert!(build_config(w.args).is_err(), "--data-dir is required");
+        let w = Wrap::try_parse_from(["x", "--data-dir", "/d", "--forward", "ftp://x:1"]).unwrap();
+        assert!(build_config(w.args).is_err(), "bad forward URL");
+    }
+}
