@@ -18,10 +18,10 @@ pub enum PiiKind {
     ApiKey,
     /// `Bearer <token>` credentials and `Authorization:` header values.
     AuthToken,
+    /// International bank account numbers (mod-97 and country length checked).
+    Iban,
     /// Payment card numbers (13–19 digits, Luhn-checked).
     CreditCard,
-    /// International bank account numbers (mod-97 checked).
-    Iban,
     /// US social security numbers and UK national insurance numbers.
     NationalId,
     /// E-mail addresses.
@@ -43,8 +43,8 @@ impl PiiKind {
         PiiKind::Jwt,
         PiiKind::ApiKey,
         PiiKind::AuthToken,
-        PiiKind::CreditCard,
         PiiKind::Iban,
+        PiiKind::CreditCard,
         PiiKind::NationalId,
         PiiKind::Email,
         PiiKind::Phone,

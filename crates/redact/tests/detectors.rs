@@ -103,8 +103,14 @@ fn credit_card() {
             ("amex 3782 822463 10005", "amex [REDACTED:CREDIT_CARD]"),
             ("4111 1111 1111 1111 12/27", "[REDACTED:CREDIT_CARD] 12/27"),
             ("4012888888881881", "[REDACTED:CREDIT_CARD]"),
-            ("order 42 4111 1111 1111 1111", "order 42 [REDACTED:CREDIT_CARD]"),
-            ("1234567890123456789012345 4111 1111 1111 1111", "1234567890123456789012345 [REDACTED:CREDIT_CARD]"),
+            (
+                "order 42 4111 1111 1111 1111",
+                "order 42 [REDACTED:CREDIT_CARD]",
+            ),
+            (
+                "1234567890123456789012345 4111 1111 1111 1111",
+                "1234567890123456789012345 [REDACTED:CREDIT_CARD]",
+            ),
             // negatives: Luhn fails, wrong length, inside a longer number, bad IIN
             ("card 4111111111111112 no", "card 4111111111111112 no"),
             ("4111 1111 1111 1112", "4111 1111 1111 1112"),

@@ -1,4 +1,4 @@
-//! Payment card numbers: 13–19 digits, optionally in groups of ≥ 4 joined by single spaces or
+//! Payment card numbers: 13–19 digits, optionally in groups of ≥ 4 (the last ≥ 3) joined by single spaces or
 //! dashes, first digit 2–6 (Mastercard 2-series, Amex/Diners/JCB 3, Visa 4, Mastercard 5,
 //! Discover/UnionPay 6), and a valid Luhn check digit.
 //!
@@ -104,13 +104,10 @@ fn scan(s: &[u8], start: usize) -> (Option<usize>, usize) {
         if !(13..=19).contains(&count) {
             continue;
         }
+        // Groups of ≥ 4 digits; the last may have 3 (Amex printed 4-4-4-3, a trailing CVV).
         let groups_ok = (0..=g).all(|k| {
-            let prev = if k == 0 {
-                (start, 0)
-            } else {
-                (ends[k - 1].0 + 1, ends[k - 1].1)
-            };
-            ends[k].1 - prev.1 >= 4
+            let before = if k == 0 { 0 } else { ends[k - 1].1 };
+            ends[k].1 - before >= if k == g { 3 } else { 4 }
         });
         if groups_ok && !word_at(s, end) && luhn_ok(&digits[..count]) {
             return (Some(end), scanned);

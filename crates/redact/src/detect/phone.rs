@@ -9,7 +9,8 @@
 //!   `10.0.19041.1234` and IPv4 addresses are not phones);
 //! - not date-shaped: the first three groups `yyyy-mm-dd` / `dd.mm.yyyy` (with `-`, `.`, `/`)
 //!   reject the candidate and scanning restarts after the date (`2024-01-15 555 123 4567` still
-//!   finds the phone);
+//!   finds the phone), and a space never joins a following date or `hh:mm` time onto a number
+//!   (`876-684-2811 2024-06-28` finds the phone);
 //! - not the SSN shape `ddd-dd-dddd` (the national-id detector owns it);
 //! - not thousands-grouped (`1 234 567 890`: ≥ 4 space-separated groups, all but the first of 3);
 //! - not followed by `:digit` (a time or a port).
@@ -120,6 +121,11 @@ fn scan(s: &[u8], start: usize) -> Cand {
         if next_sep == 0 {
             return c;
         }
+        // A space never joins a following date or time onto the number
+        // (`876-684-2811 2024-06-28`, `... 12:30`).
+        if next_sep == b' ' && (date_at(s, k) || time_at(s, k)) {
+            return c;
+        }
         if digit_at(s, k) || (byte_at(s, k) == b'(' && digit_at(s, k + 1)) {
             sep = next_sep;
             j = k;
@@ -127,6 +133,35 @@ fn scan(s: &[u8], start: usize) -> Cand {
             return c;
         }
     }
+}
+
+/// `yyyy-mm-dd` / `dd.mm.yyyy` / `dd/mm/yyyy` (any of `-./`, same separator twice) at `k`.
+fn date_at(s: &[u8], k: usize) -> bool {
+    let a = run_digits(s, k);
+    let sep = byte_at(s, k + a);
+    if !matches!(sep, b'-' | b'.' | b'/') {
+        return false;
+    }
+    let b = run_digits(s, k + a + 1);
+    if byte_at(s, k + a + 1 + b) != sep {
+        return false;
+    }
+    let c = run_digits(s, k + a + b + 2);
+    (a == 4 && (1..=2).contains(&b) && (1..=2).contains(&c))
+        || ((1..=2).contains(&a) && (1..=2).contains(&b) && c == 4)
+}
+
+/// `h:mm` / `hh:mm` at `k`.
+fn time_at(s: &[u8], k: usize) -> bool {
+    let a = run_digits(s, k);
+    (1..=2).contains(&a) && byte_at(s, k + a) == b':' && digit_at(s, k + a + 1)
+}
+
+fn run_digits(s: &[u8], k: usize) -> usize {
+    s[k.min(s.len())..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count()
 }
 
 enum Verdict {
