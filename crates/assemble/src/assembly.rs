@@ -165,7 +165,7 @@ pub fn assemble<'r>(
     }
     let unmapped = roles.iter().filter(|r| r.is_none()).count() as u64;
     let role_of = |i: usize| roles[i].map(|(r, _)| r);
-    let (owner, chain) = idx.owners(|i| role_of(i).is_some_and(is_step_role));
+    let (owner, chain) = idx.owners(root, |i| role_of(i).is_some_and(is_step_role));
     for i in 0..n {
         if let Chain::Cycle(p) = chain[i] {
             if role_of(i).is_some() {
@@ -769,13 +769,23 @@ pub fn assemble<'r>(
         lineage: stats,
     };
     let session = build_session(facts, &mut w);
+    let warnings = w.finish();
+    tracing::debug!(
+        run_id = %trace_hex,
+        spans = n,
+        events = events.len(),
+        unmapped,
+        duplicates = idx.duplicates,
+        warnings = warnings.len(),
+        "assembled run"
+    );
     AssembledRun {
         session,
         events,
         unmapped_spans: unmapped,
         duplicate_spans: idx.duplicates,
         invalid_spans: idx.invalid,
-        warnings: w.finish(),
+        warnings,
     }
 }
 

@@ -136,7 +136,14 @@ impl<'a> SpanIndex<'a> {
     /// For every node: its nearest strict ancestor for which `is_owner` holds, and what its
     /// ancestor chain ends in. Iterative with memoization: O(n) overall, no recursion, and parent
     /// cycles (self-reference included) terminate.
-    pub fn owners(&self, is_owner: impl Fn(usize) -> bool) -> (Vec<Option<usize>>, Vec<Chain>) {
+    ///
+    /// `root` (the run span) ends every chain it is on as [`Chain::Rooted`], even when the run
+    /// span itself has a parent that was never sent (an upstream caller's span).
+    pub fn owners(
+        &self,
+        root: Option<usize>,
+        is_owner: impl Fn(usize) -> bool,
+    ) -> (Vec<Option<usize>>, Vec<Chain>) {
         let n = self.nodes.len();
         let mut owner: Vec<Option<usize>> = vec![None; n];
         let mut chain: Vec<Chain> = vec![Chain::Rooted; n];
@@ -179,7 +186,12 @@ impl<'a> SpanIndex<'a> {
                 }
                 state[cur] = 1;
                 path.push(cur);
-                match self.nodes[cur].parent {
+                let parent = if Some(cur) == root {
+                    ParentSlot::None
+                } else {
+                    self.nodes[cur].parent
+                };
+                match parent {
                     ParentSlot::None => {
                         owner[cur] = None;
                         chain[cur] = Chain::Rooted;

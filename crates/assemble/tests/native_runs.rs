@@ -403,3 +403,17 @@ fn event_ids_are_unique_and_stable_across_runs() {
         traj_schema::event::event_id(&hex::encode(TRACE), &hex_sid(4), EventType::WorkerAction, 0);
     assert!(ids.contains_key(expected.as_str()));
 }
+
+#[test]
+fn a_run_span_called_from_an_unsent_upstream_span_is_still_the_root() {
+    let mut spans = full_run();
+    spans[0].span.parent_span_id = sid(999).to_vec(); // e.g. the caller's HTTP server span
+    let run = assemble(TRACE, &spans, &MappingRules::default());
+    assert_valid(&run);
+    assert!(run.session.root_span_seen);
+    assert_eq!(run.session.lineage.orphan_events, 0);
+    assert_eq!(
+        by_type(&run.events, 2, EventType::PlannerInput).lineage,
+        Lineage::Root
+    );
+}
