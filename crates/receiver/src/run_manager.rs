@@ -251,7 +251,7 @@ impl RunManager {
         ) {
             Ok(dir) => {
                 ReceiverMetrics::add(&self.metrics.runs_finalized, 1);
-                tracing::info!(
+                tracing::debug!(
                     run_id,
                     spans = run.spans.len(),
                     events = assembled.events.len(),
@@ -369,25 +369,25 @@ impl RunManager {
     }
 }
 
-/// `lineage.spans` of `runs/<run_id>/session.json`, or `None` when missing or unreadable.
+/// `lineage.spans` of `runs/<run_id>/session.json`, or `None` when the run is missing,
+/// unreadable, or its `events.jsonl` does not hold `lineage.events` lines (a torn write).
 fn spans_on_disk(runs_dir: &Path, trace: &TraceId) -> Option<u64> {
     #[derive(serde::Deserialize)]
     struct Lineage {
         spans: u64,
         #[serde(default)]
-        duplicate_spans: u64,
+        events: u64,
     }
     #[derive(serde::Deserialize)]
     struct SessionLineage {
         lineage: Lineage,
     }
-    let path = runs_dir
-        .join(hex::encode(trace))
-        .join(traj_runs::SESSION_FILE);
-    let text = std::fs::read_to_string(path).ok()?;
+    let dir = runs_dir.join(hex::encode(trace));
+    let text = std::fs::read_to_string(dir.join(traj_runs::SESSION_FILE)).ok()?;
     let s: SessionLineage = serde_json::from_str(&text).ok()?;
-    let _ = s.lineage.duplicate_spans;
-    Some(s.lineage.spans)
+    let events = std::fs::read(dir.join(traj_runs::EVENTS_FILE)).ok()?;
+    let complete_lines = events.iter().filter(|b| **b == b'\n').count() as u64;
+    (complete_lines == s.lineage.events).then_some(s.lineage.spans)
 }
 
 /// How often deadlines are checked: a tenth of the shorter timer, between 10 ms and 1 s.

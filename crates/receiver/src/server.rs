@@ -105,10 +105,10 @@ impl Receiver {
             runs_dir: cfg.runs_dir(),
             grace_period: cfg.grace_period,
             idle_timeout: cfg.idle_timeout,
-            durability: match cfg.fsync {
-                Fsync::Always => traj_runs::Durability::Fsync,
-                _ => traj_runs::Durability::RenameOnly,
-            },
+            // Runs are derived from the fsynced raw store and rebuilt at startup when missing or
+            // torn, so they are written rename-only (4 fsyncs per run would cap finalization
+            // at a few dozen runs per second).
+            durability: traj_runs::Durability::RenameOnly,
         };
         let tick = tick_interval(&rm_cfg);
         let manager = RunManager::new(rm_cfg, store.clone(), Arc::new(rules), Arc::clone(&metrics));

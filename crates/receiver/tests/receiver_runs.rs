@@ -128,6 +128,20 @@ async fn open_runs_survive_a_restart_and_complete_afterwards() {
     assert_eq!(m.runs_finalized.load(Ordering::Relaxed), 1);
     assert_eq!(m.runs_rematerialized.load(Ordering::Relaxed), 0);
     rx.shutdown().await;
+
+    // Fourth life: a torn events.jsonl (fewer lines than session.json says) is rebuilt.
+    let events_path = run_dir(tmp.path(), 12).join("events.jsonl");
+    let full = std::fs::read_to_string(&events_path).unwrap();
+    assert!(!full.is_empty());
+    std::fs::write(&events_path, "").unwrap();
+    let rx = start(test_config(tmp.path())).await;
+    let m = rx.metrics();
+    wait_until("the torn run rewritten", || {
+        m.runs_finalized.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    assert_eq!(std::fs::read_to_string(&events_path).unwrap(), full);
+    rx.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
