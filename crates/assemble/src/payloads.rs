@@ -97,7 +97,11 @@ pub(crate) fn exception(span: &Span) -> Option<(&str, &str)> {
 
 /// Text of GenAI messages (`[{role, parts: [{type, content}]}]` or `[{role, content}]`).
 /// For inputs, the last `user` message is preferred; otherwise all text is joined.
-fn message_text(attrs: &[KeyValue], key: &str, prefer_last_user: bool) -> Option<String> {
+pub(crate) fn message_text(
+    attrs: &[KeyValue],
+    key: &str,
+    prefer_last_user: bool,
+) -> Option<String> {
     let v = attr_json_value(attrs, key)?;
     let msgs = match &v {
         Value::Array(a) => a.as_slice(),

@@ -99,8 +99,16 @@ pub(crate) fn build_session(f: RunFacts, w: &mut Warnings) -> Session {
         let a = &root.span.attributes;
         let hex = hex::encode(&root.span.span_id);
         s.service_name = root.service_name.to_string();
+        // traj.goal, else (foreign) the root's input text, else the first planner's goal.
+        let foreign_goal = || {
+            crate::payloads::message_text(a, keys::GEN_AI_INPUT_MESSAGES, true)
+                .or_else(|| attr_str(a, "input.value").map(str::to_owned))
+                .filter(|g| !g.is_empty())
+        };
         if let Some(g) = attr_str(a, keys::GOAL) {
             s.goal = g.to_owned();
+        } else if let Some(g) = foreign_goal() {
+            s.goal = g;
         }
         s.goal_family = attr_str(a, keys::GOAL_FAMILY)
             .unwrap_or_default()

@@ -107,7 +107,7 @@ fn genai_trace_maps_through_default_rules() {
     let s = &run.session;
     assert_eq!(s.source, "foreign:genai");
     assert!(s.root_span_seen);
-    assert_eq!(s.goal, "", "no traj.goal on a foreign root");
+    assert_eq!(s.goal, "fix the bug", "from the root's input messages");
     assert_eq!(run.unmapped_spans, 1);
     assert_eq!(s.lineage.unmapped_spans, 1);
     assert_eq!(s.summary.llm_calls, 2);
@@ -213,6 +213,7 @@ fn openinference_trace_maps_through_default_rules() {
     let run = assemble(TRACE, &spans, &MappingRules::default());
     assert_valid(&run);
     assert_eq!(run.session.source, "foreign:openinference");
+    assert_eq!(run.session.goal, "what is 2+2?");
     assert_eq!(run.unmapped_spans, 1);
     assert_eq!(run.session.summary.input_tokens, 12);
     let find = |ty: EventType| run.events.iter().find(|e| e.event_type() == ty).unwrap();
