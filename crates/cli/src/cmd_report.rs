@@ -115,25 +115,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     for c in &report.comparisons {
-        for m in c
+        let significant = c
             .metrics
             .iter()
             .filter(|m| m.diff.is_some_and(|d| d.significant))
-        {
-            if let Some(d) = m.diff {
-                let scale = if m.kind == "rate" { 100.0 } else { 1.0 };
-                println!(
-                    "  {} vs baseline: {} {:+.2}{} [95% CI {:+.2}, {:+.2}] ({})",
-                    c.config_hash,
-                    m.metric,
-                    d.value * scale,
-                    if m.kind == "rate" { " pt" } else { "" },
-                    d.ci95[0] * scale,
-                    d.ci95[1] * scale,
-                    m.assessment
-                );
-            }
-        }
+            .count();
+        let success = c
+            .metrics
+            .iter()
+            .find(|m| m.metric == "run.success_rate")
+            .and_then(|m| m.diff.map(|d| (d, m.assessment.as_str())));
+        println!(
+            "  {} vs baseline: success {}; {significant} of {} metrics differ significantly",
+            c.config_hash,
+            match success {
+                Some((d, how)) => format!(
+                    "{:+.1} pt [95% CI {:+.1}, {:+.1}] ({how})",
+                    d.value * 100.0,
+                    d.ci95[0] * 100.0,
+                    d.ci95[1] * 100.0
+                ),
+                None => "n/a".to_string(),
+            },
+            c.metrics.len()
+        );
     }
     println!(
         "wrote {} and {}",

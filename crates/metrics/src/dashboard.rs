@@ -15,6 +15,8 @@ pub struct DashboardOptions {
     /// Base URL of the Jaeger UI; run links go to `{jaeger_url}/trace/{trace_id}`.
     pub jaeger_url: String,
     pub title: String,
+    /// Rows of the run table shown on the page (all rows stay in `metrics.json`).
+    pub max_rows: usize,
 }
 
 impl Default for DashboardOptions {
@@ -22,6 +24,7 @@ impl Default for DashboardOptions {
         DashboardOptions {
             jaeger_url: "http://localhost:16686".to_string(),
             title: "traj · role metrics".to_string(),
+            max_rows: 1000,
         }
     }
 }
@@ -71,6 +74,7 @@ svg .cellv.light{fill:#fff}
 table{border-collapse:collapse;width:100%;font-size:13px}
 th{text-align:left;font-weight:650;color:#5a6578;font-size:11.5px;text-transform:uppercase;letter-spacing:.5px;border-bottom:2px solid #e3e8ef;padding:7px 10px;white-space:nowrap}
 td{border-bottom:1px solid #edf0f5;padding:6px 10px;vertical-align:top}
+#runs th,#runs td{padding:5px 7px}
 tr:hover td{background:#f8fafc}
 td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 .ci{color:#6e7781;font-size:11.5px}
@@ -799,21 +803,20 @@ fn is_hex_id(s: &str) -> bool {
 fn runs(out: &mut String, report: &MetricsReport, ctx: &Ctx<'_>, opts: &DashboardOptions) {
     let base = opts.jaeger_url.trim_end_matches('/');
     let linkable = base.starts_with("http://") || base.starts_with("https://");
+    let shown = report.run_table.len().min(opts.max_rows);
+    let total = report.runs;
     let _ = write!(
         out,
         r#"<section id="runs"><h2><span class="tag run">runs</span>Runs</h2><p class="lead">{} runs{}. Trace ids open the trace in Jaeger (<code>{}</code>).</p><div class="panel wide"><table><tr><th>started</th><th>run / trace</th><th>config</th><th>goal family</th><th>split</th><th>outcome</th><th>steps</th><th>plans</th><th>tool calls</th><th>tool errors</th><th>last verdict</th></tr>"#,
-        report.run_table.len(),
-        if report.run_table_omitted > 0 {
-            format!(
-                " shown, {} more in metrics.json counts only",
-                report.run_table_omitted
-            )
+        total,
+        if total > shown as u64 {
+            format!(" ({shown} shown, the first by start time; all are counted above)")
         } else {
             String::new()
         },
         esc(base)
     );
-    for r in &report.run_table {
+    for r in report.run_table.iter().take(shown) {
         let id = esc(&r.trace_id);
         let trace = if linkable && is_hex_id(&r.trace_id) {
             format!(

@@ -473,6 +473,28 @@ pub fn fixture_runs() -> Vec<(Session, Vec<Event>)> {
     out
 }
 
+/// `count` runs spread over `configs` configs (config `k` succeeds less often as `k` grows),
+/// built lazily from the same scripted episodes as the fixtures: for load tests and demos.
+pub fn synthetic_runs(count: usize, configs: usize) -> impl Iterator<Item = (Session, Vec<Event>)> {
+    let configs = configs.max(1);
+    let families = ["arith", "search", "files", "web"];
+    (0..count).map(move |i| {
+        let k = i % configs;
+        // kinds 0, 1 and 3 succeed; higher k draws the failing kinds 2, 4, 5 more often
+        let mix: [u8; 8] = [0, 1, 3, 0, 1, 2, 4, 5];
+        let kind = mix[(i / configs + k * 3) % (4 + 2 * k.min(2))];
+        let b = RunBuilder::new(1_000_000 + i as u64).session(|s| {
+            s.config_hash = traj_schema::hashing::hash_str(&format!("synthetic config {k}"));
+            s.prompt_hash = traj_schema::hashing::hash_str(&format!("prompt {}", i % 3));
+            s.goal_family = families[i % families.len()].to_string();
+            for (role, spec) in s.model_stack.iter_mut() {
+                spec.model = format!("model-{k}-{role}");
+            }
+        });
+        scenario(b, kind)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,5 +529,30 @@ mod tests {
         let parent = replan_input.parent_event_id.as_deref().unwrap();
         let parent_ev = ev.iter().find(|e| e.event_id == parent).unwrap();
         assert_eq!(parent_ev.event_type(), EventType::VerifierOutput);
+    }
+
+    #[test]
+    fn synthetic_runs_are_valid_distinct_and_configs_differ() {
+        let mut ids = std::collections::HashSet::new();
+        let mut by_config: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+        for (s, ev) in synthetic_runs(96, 3) {
+            let st = serde_json::to_string(&s).unwrap();
+            let et: String = ev
+                .iter()
+                .map(|e| serde_json::to_string(e).unwrap() + "\n")
+                .collect();
+            let check = traj_schema::validate_run(&st, &et);
+            assert!(check.is_valid(), "{:?}", check.violations);
+            assert!(ids.insert(s.run_id.clone()));
+            let e = by_config.entry(s.config_hash.clone()).or_default();
+            e.1 += 1;
+            if s.summary.outcome == Outcome::Success {
+                e.0 += 1;
+            }
+        }
+        let mut rates: Vec<(u32, u32)> = by_config.values().copied().collect();
+        rates.sort();
+        // 32 runs each: all, 5/6 and 6/8 of the kinds succeed
+        assert_eq!(rates, vec![(24, 32), (27, 32), (32, 32)]);
     }
 }

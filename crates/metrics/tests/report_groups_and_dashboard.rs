@@ -340,3 +340,22 @@ fn empty_report_still_renders() {
     assert!(html.contains("No runs, no baseline."));
     assert!(html.contains("no data"));
 }
+
+#[test]
+fn dashboard_run_table_is_capped_but_counts_all_runs() {
+    let mut acc = MetricsAccumulator::new(MetricsOptions::default());
+    for i in 0..5 {
+        let (s, e) = run(i, A, "f", true);
+        acc.add_run(&s, &e, None);
+    }
+    let r = acc.finish();
+    let html = render_dashboard(
+        &r,
+        &DashboardOptions {
+            max_rows: 2,
+            ..Default::default()
+        },
+    );
+    assert_eq!(html.matches("/trace/").count(), 2);
+    assert!(html.contains("5 runs (2 shown"));
+}
