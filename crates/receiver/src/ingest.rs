@@ -86,7 +86,7 @@ impl Ingest {
             );
         }
         let permits = n.min(u32::try_from(self.max_spans_in_flight).unwrap_or(u32::MAX));
-        let _in_flight = match Arc::clone(&self.in_flight).try_acquire_many_owned(permits) {
+        let in_flight = match Arc::clone(&self.in_flight).try_acquire_many_owned(permits) {
             Ok(p) => p,
             Err(tokio::sync::TryAcquireError::Closed) => return Err(IngestError::ShuttingDown),
             Err(tokio::sync::TryAcquireError::NoPermits) => {
@@ -132,7 +132,11 @@ impl Ingest {
         ReceiverMetrics::add(&m.bytes_stored, len);
         ReceiverMetrics::add(&m.spans_received, check.accepted);
         m.queue_depth.fetch_add(1, Ordering::Relaxed);
-        slot.send(RunMsg::Batch { seq, req });
+        slot.send(RunMsg::Batch {
+            seq,
+            req,
+            permit: Some(in_flight),
+        });
         self.forwarder.offer(&bytes, m);
         Ok(response)
     }

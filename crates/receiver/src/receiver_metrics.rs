@@ -123,7 +123,7 @@ impl ReceiverMetrics {
             (
                 "spans_in_flight",
                 "gauge",
-                "Spans accepted but not yet durably stored.",
+                "Spans accepted but not yet durably stored (the in-flight cap also covers the run-manager queue).",
                 &self.spans_in_flight,
             ),
         ];

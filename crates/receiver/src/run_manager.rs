@@ -30,6 +30,8 @@ pub enum RunMsg {
     Batch {
         seq: u64,
         req: ExportTraceServiceRequest,
+        /// The batch's share of the spans-in-flight cap, released once the manager took it.
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
     },
     /// Time to check the finalization deadlines.
     Tick,
@@ -145,9 +147,10 @@ impl RunManager {
         let mut last_check = Instant::now();
         while let Some(msg) = rx.blocking_recv() {
             match msg {
-                RunMsg::Batch { seq, req } => {
+                RunMsg::Batch { seq, req, permit } => {
                     self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
                     self.on_batch(seq, req, Instant::now());
+                    drop(permit);
                 }
                 RunMsg::Tick => {}
                 RunMsg::Stop => break,
@@ -218,11 +221,11 @@ impl RunManager {
         for trace in due {
             if let Some(run) = self.open.remove(&trace) {
                 self.finalize(&trace, &run);
+                self.metrics
+                    .open_runs
+                    .store(self.open.len() as u64, Ordering::Relaxed);
             }
         }
-        self.metrics
-            .open_runs
-            .store(self.open.len() as u64, Ordering::Relaxed);
     }
 
     /// Finalizes every open run now (used by tests and tools, not by shutdown).
