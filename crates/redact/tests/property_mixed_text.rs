@@ -269,7 +269,15 @@ fn gen_filler(r: &mut Rng) -> String {
             r.below(60)
         ),
         5 => format!("trace {}", r.chars(HEX, 32)),
-        6 => format!("span {}", r.chars(HEX, 16)),
+        6 => {
+            // An all-digit 16-hex span id that passes Luhn is indistinguishable from a card
+            // number (documented); real ids have letters 1 - (10/16)^16 > 99.9% of the time.
+            let mut id = r.chars(HEX, 16);
+            if id.bytes().all(|b| b.is_ascii_digit()) {
+                id.replace_range(0..1, "a");
+            }
+            format!("span {id}")
+        }
         7 => format!("sha256:{}", r.chars(HEX, 32)),
         8 => format!("n={}", r.below(100_000)),
         9 => format!("{} items", r.below(1000)),

@@ -63,28 +63,25 @@ fn scan(s: &[u8], start: usize) -> (Option<usize>, usize) {
     let mut ends = [(0usize, 0usize); MAX_GROUPS];
     let mut ng = 0usize;
     let mut j = start;
-    loop {
+    'groups: loop {
         while digit_at(s, j) {
             if nd == MAX_SCAN {
-                // Far too long to be a card.
+                // Far too long to be a card: judge the groups seen so far.
                 if ng == 0 {
                     while digit_at(s, j) {
                         j += 1;
                     }
                     return (None, j);
                 }
-                return (None, ends[0].0);
+                break 'groups;
             }
             digits[nd] = s[j] - b'0';
             nd += 1;
             j += 1;
         }
-        if ng == MAX_GROUPS {
-            return (None, ends[0].0);
-        }
         ends[ng] = (j, nd);
         ng += 1;
-        if matches!(byte_at(s, j), b' ' | b'-') && digit_at(s, j + 1) {
+        if ng < MAX_GROUPS && matches!(byte_at(s, j), b' ' | b'-') && digit_at(s, j + 1) {
             j += 1;
         } else {
             break;
@@ -95,8 +92,9 @@ fn scan(s: &[u8], start: usize) -> (Option<usize>, usize) {
         return (None, scanned);
     }
     if ng == 1 {
-        let ok = (13..=19).contains(&nd) && !word_at(s, j) && luhn_ok(&digits[..nd]);
-        return (ok.then_some(j), scanned);
+        let (end, count) = ends[0];
+        let ok = (13..=19).contains(&count) && !word_at(s, end) && luhn_ok(&digits[..count]);
+        return (ok.then_some(end), scanned);
     }
     // Grouped: every group up to the chosen end must have ≥ 4 digits.
     for g in (0..ng).rev() {

@@ -14,8 +14,9 @@
 //! - not the SSN shape `ddd-dd-dddd` (the national-id detector owns it);
 //! - not thousands-grouped (`1 234 567 890`: ≥ 4 space-separated groups, all but the first of 3);
 //! - not followed by `:digit` (a time or a port).
-//! - when digits run past 15 after a leading group of ≤ 3 digits, scanning retries from the
-//!   second group (`order 42 415 555 2671`).
+//! - when digits run past 15, scanning retries after the first space (`order 42 415 555 2671`),
+//!   unless the run is card-like (≥ 3 groups of exactly 4 digits); trailing single digits
+//!   joined by a space are dropped (`call 297-846-8240 5 times`).
 //!
 //! Candidates stop after 8 groups or 15 digits, so each start costs O(1) and the scan is linear.
 
@@ -60,8 +61,22 @@ pub(crate) fn find(s: &[u8], out: &mut Vec<Hit>) {
             }
             continue;
         }
-        let c = scan(s, i);
-        match judge(s, &c) {
+        let mut c = scan(s, i);
+        let mut verdict = judge(s, &c);
+        // `call 297-846-8240 5 times`: drop trailing single digits joined by a space.
+        while matches!(verdict, Verdict::No)
+            && !c.plus
+            && c.ngroups > 2
+            && c.groups[c.ngroups - 1] == 1
+            && c.seps[c.ngroups - 1] == b' '
+        {
+            c.ngroups -= 1;
+            c.digits = c.groups[..c.ngroups].iter().map(|&g| usize::from(g)).sum();
+            c.end = c.group_end[c.ngroups - 1];
+            c.too_long = false;
+            verdict = judge(s, &c);
+        }
+        match verdict {
             Verdict::Phone => {
                 out.push(Hit::new(i, c.end, PiiKind::Phone));
                 i = c.end;
@@ -92,6 +107,13 @@ fn scan(s: &[u8], start: usize) -> Cand {
         let glen = j - gs;
         c.digits += glen;
         if c.digits > MAX_DIGITS || c.ngroups == MAX_GROUPS {
+            if c.ngroups < MAX_GROUPS {
+                // Kept only so `judge` can see the run's shape (card-like or not).
+                c.groups[c.ngroups] = glen.min(255) as u8;
+                c.group_end[c.ngroups] = j;
+                c.seps[c.ngroups] = sep;
+                c.ngroups += 1;
+            }
             c.too_long = true;
             c.end = j;
             return c;
@@ -185,11 +207,14 @@ fn judge(s: &[u8], c: &Cand) -> Verdict {
         return Verdict::RestartAt(c.group_end[2]);
     }
     if c.too_long {
-        // Digits ran on after a short leading number: retry from the second group
-        // (`ref 42 415 555 2671 ...`). Runs of 4-digit groups (card-like) are not retried.
-        return match c.ngroups {
-            1.. if c.groups[0] <= 3 => Verdict::RestartAt(c.group_end[0]),
-            _ => Verdict::No,
+        // Digits ran on: retry from the first space-joined group (`n=94475 529-215-4410 12%`),
+        // unless the run is card-like (≥ 3 groups of exactly 4 digits).
+        if g.iter().filter(|&&l| l == 4).count() >= 3 {
+            return Verdict::No;
+        }
+        return match (1..c.ngroups).find(|&k| c.seps[k] == b' ') {
+            Some(k) => Verdict::RestartAt(c.group_end[k - 1]),
+            None => Verdict::No,
         };
     }
     if !(9..=MAX_DIGITS).contains(&c.digits) {
