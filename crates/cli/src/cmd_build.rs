@@ -47,7 +47,7 @@ fn load_config(path: &PathBuf) -> anyhow::Result<BuildConfig> {
 fn draw(phase: &str, done: u64, total: u64) {
     // About 200 redraws per phase at most.
     let every = (total / 200).max(1);
-    if done % every != 0 && done != total {
+    if done.checked_rem(every) != Some(0) && done != total {
         return;
     }
     let width = 30u64;

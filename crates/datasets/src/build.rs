@@ -417,6 +417,11 @@ pub fn build(inputs: &BuildInputs) -> Result<BuildSummary, BuildError> {
 
     // ---- pass 2: convert, redact, write -------------------------------------------------------
     let mut outputs = Outputs::open(out, inputs.format)?;
+    // Role metrics of the kept runs per split (traj-metrics, streaming; no run table kept).
+    let mut metrics = traj_metrics::MetricsAccumulator::new(traj_metrics::MetricsOptions {
+        max_run_rows: 0,
+        ..Default::default()
+    });
     let n_kept = kept.len();
     for (n, (k, split)) in kept.iter().zip(&split_of_run).enumerate() {
         progress("convert", n, n_kept);
@@ -432,6 +437,7 @@ pub fn build(inputs: &BuildInputs) -> Result<BuildSummary, BuildError> {
         };
         let idx = RunIndex::new(&run.session, &run.events, &inputs.labels);
         rep.record_run(*split, &idx);
+        metrics.add_run(&run.session, &run.events, Some(split.as_str()));
         for row in crate::views::run_rows(&idx, &cfg.prefs) {
             let (mut value, mut side) = row.render(inputs.format);
             redact_row(&mut value, inputs.redactor, &mut rep.pii.counts);
@@ -454,6 +460,14 @@ pub fn build(inputs: &BuildInputs) -> Result<BuildSummary, BuildError> {
         .difference(&labels_used)
         .cloned()
         .collect();
+    let m = metrics.finish();
+    rep.role_metrics = Some(json!({
+        "metrics_version": m.metrics_version,
+        "note": "computed by traj-metrics on the recorded events of the kept runs (human labels not applied)",
+        "runs": m.runs,
+        "overall": m.overall,
+        "by_split": m.groups.split,
+    }));
     rep.finish();
     let report_json = serde_json::to_string_pretty(&rep).unwrap_or_default() + "\n";
     let p = out.join("report.json");

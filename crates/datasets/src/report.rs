@@ -103,6 +103,8 @@ pub struct Report {
     pub labels_applied: u64,
     pub labels_unmatched: Vec<String>,
     pub pii: Pii,
+    /// Role metrics of the kept runs (overall and per split), from `traj-metrics`.
+    pub role_metrics: Option<Value>,
     /// Per-run input hashes (written to the manifest, not the report).
     #[serde(skip)]
     pub inputs: Vec<Value>,
@@ -419,6 +421,19 @@ pub fn markdown(r: &Report) -> String {
         r.labels_applied,
         r.labels_unmatched.len()
     );
+    if let Some(m) = &r.role_metrics {
+        let _ = writeln!(s, "## Role metrics (traj-metrics)\n");
+        for g in m["by_split"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                s,
+                "- {}: {} runs, success rate {}",
+                g["key"].as_str().unwrap_or("?"),
+                g["runs"],
+                traj_schema::hashing::canonical_json(&g["success_rate"])
+            );
+        }
+        let _ = writeln!(s, "\nFull figures: `report.json:role_metrics`.\n");
+    }
     let _ = writeln!(
         s,
         "## PII (second pass)\n\n{}\n",

@@ -346,6 +346,17 @@ fn manifest_hashes_every_file_and_names_policy_config_and_versions() {
     assert!(m["config_hash"].as_str().unwrap().starts_with("sha256:"));
     assert_eq!(m["inputs"]["runs"].as_array().unwrap().len(), 20);
     assert!(m["traj_version"].is_string());
+    // Role metrics of the kept runs, per split, from traj-metrics.
+    let r = report(&out);
+    let kept = r["runs"]["kept"].as_u64().unwrap();
+    assert_eq!(r["role_metrics"]["runs"].as_u64().unwrap(), kept);
+    let per_split: u64 = r["role_metrics"]["by_split"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["runs"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_split, kept);
 }
 
 #[test]
