@@ -115,3 +115,89 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            let p = std::env::temp_dir().join(format!(
+                "traj-build-{tag}-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0)
+            ));
+            std::fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn args(runs: PathBuf, out: PathBuf) -> Args {
+        Args {
+            runs: vec![runs],
+            out,
+            config: None,
+            labels: None,
+            seed: 3,
+            format: "trl".into(),
+        }
+    }
+
+    #[test]
+    fn builds_with_a_toml_config_and_records_it_in_the_manifest() {
+        let t = TempDir::new("ok");
+        let runs = t.0.join("runs");
+        traj_datasets::generate_corpus(&runs, 30, 4).unwrap();
+        let cfg = t.0.join("build.toml");
+        std::fs::write(&cfg, "[split]\ntrain = 0.6\nvalidation = 0.2\ntest = 0.2\n").unwrap();
+        let mut a = args(runs, t.0.join("out"));
+        a.config = Some(cfg);
+        let code = run(a).unwrap();
+        assert_eq!(code, ExitCode::SUCCESS);
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(t.0.join("out/manifest.json")).unwrap()).unwrap();
+        assert_eq!(m["config"]["split"]["train"], 0.6);
+        assert_eq!(m["seed"], 3);
+        assert!(t.0.join("out/test/verifier_pref_pairs.jsonl").is_file());
+    }
+
+    #[test]
+    fn bad_config_and_bad_labels_name_the_file_and_line() {
+        let t = TempDir::new("bad");
+        let runs = t.0.join("runs");
+        traj_datasets::generate_corpus(&runs, 3, 4).unwrap();
+        let cfg = t.0.join("build.toml");
+        std::fs::write(&cfg, "[split]\ntrian = 0.6\n").unwrap();
+        let mut a = args(runs.clone(), t.0.join("out"));
+        a.config = Some(cfg);
+        let err = format!("{:#}", run(a).unwrap_err());
+        assert!(err.contains("build.toml") && err.contains("trian"), "{err}");
+
+        let labels = t.0.join("labels.jsonl");
+        std::fs::write(
+            &labels,
+            "{\"event_id\": \"a\", \"verdict\": \"end\"}\n{\"event_id\": \"b\"}\n",
+        )
+        .unwrap();
+        let mut a = args(runs, t.0.join("out"));
+        a.labels = Some(labels);
+        let err = format!("{:#}", run(a).unwrap_err());
+        assert!(err.contains("labels.jsonl:2:"), "{err}");
+        assert!(
+            !t.0.join("out/manifest.json").exists(),
+            "nothing built on bad labels"
+        );
+    }
+}
