@@ -44,7 +44,7 @@ nav{position:sticky;top:0;z-index:5;background:#fff;border-bottom:1px solid #dfe
 nav a{color:#3d4a5f;text-decoration:none;padding:11px 12px;font-weight:550;font-size:13px;border-bottom:2px solid transparent}
 nav a:hover{color:#17203a;border-bottom-color:#3b6fd8}
 main{max-width:1280px;margin:0 auto;padding:24px 40px 60px}
-section{margin:0 0 30px}
+section{margin:0 0 30px;scroll-margin-top:56px}
 h2{font-size:19px;margin:0 0 4px;display:flex;align-items:center;gap:10px}
 h2 .tag{font-size:11px;font-weight:700;text-transform:uppercase;letter-spacing:.8px;color:#fff;border-radius:10px;padding:2px 9px}
 .tag.planner{background:#7b61c9}.tag.worker{background:#2a9d8f}.tag.verifier{background:#e8833a}.tag.run{background:#3b6fd8}
@@ -105,13 +105,17 @@ fn pct(v: Option<f64>) -> String {
 
 fn rate_cell(r: &Rate) -> String {
     match (r.value, r.ci95) {
-        (Some(v), Some([lo, hi])) => format!(
-            r#"<td class="num">{:.1}% <span class="ci">[{:.0}–{:.0}]</span> <span class="n">n={}</span></td>"#,
-            v * 100.0,
-            lo * 100.0,
-            hi * 100.0,
-            r.den
-        ),
+        (Some(v), Some([lo, hi])) => {
+            // narrow intervals need a decimal, or 99.9–100 would read as "100–100"
+            let p = if hi - lo < 0.05 { 1 } else { 0 };
+            format!(
+                r#"<td class="num">{:.1}% <span class="ci">[{:.p$}–{:.p$}]</span> <span class="n">n={}</span></td>"#,
+                v * 100.0,
+                lo * 100.0,
+                hi * 100.0,
+                r.den
+            )
+        }
         _ => r#"<td class="num"><span class="n">n=0</span></td>"#.to_string(),
     }
 }
