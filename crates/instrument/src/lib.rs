@@ -31,7 +31,8 @@ pub use export_config::{
 pub use export_stats::{active_stats, ExportStats};
 pub use run_span::{RunHashes, RunInfo, RunSpan};
 pub use step_spans::{
-    LlmSpan, OrchestratorState, PlannerSpan, SpanHandle, ToolSpan, VerifierSpan, WorkerSpan, TARGET,
+    LinkTarget, LlmSpan, OrchestratorState, PlannerSpan, SpanHandle, ToolSpan, VerifierSpan,
+    WorkerSpan, TARGET,
 };
 pub use telemetry::{build, init, otel_filter, TelemetryGuard, EXPORTER_TARGETS};
 

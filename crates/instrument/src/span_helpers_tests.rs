@@ -108,7 +108,7 @@ fn one_cycle() {
         }],
         ..Default::default()
     });
-    let worker = run.worker(0).link(&planner);
+    let worker = run.worker(0).link(&planner.link_target());
     worker.input(&WorkerInput {
         current_step: "write".into(),
         ..Default::default()
@@ -129,7 +129,7 @@ fn one_cycle() {
         retries: 1,
         ..Default::default()
     });
-    let verifier = run.verifier(0).link(&worker);
+    let verifier = run.verifier(0).link(&worker.link_target());
     verifier.input(&VerifierInput::default());
     verifier.verdict(&VerifierOutput {
         verdict: Verdict::End,

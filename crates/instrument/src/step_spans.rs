@@ -60,7 +60,16 @@ pub trait SpanHandle {
     fn span_id(&self) -> String {
         format!("{}", self.span().context().span().span_context().span_id())
     }
+
+    /// A handle to link to later, after this span has ended (links need only the context).
+    fn link_target(&self) -> LinkTarget {
+        LinkTarget(self.span().context().span().span_context().clone())
+    }
 }
+
+/// What a span link points at: the span context of an (possibly ended) span.
+#[derive(Debug, Clone)]
+pub struct LinkTarget(opentelemetry::trace::SpanContext);
 
 /// Orchestrator states used by `traj.transition` events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,8 +117,8 @@ fn observation(span: &Span, source: &str, data: &Value) {
     );
 }
 
-fn link(span: &Span, to: &impl SpanHandle) {
-    span.add_link(to.span().context().span().span_context().clone());
+fn link(span: &Span, to: &LinkTarget) {
+    span.add_link(to.0.clone());
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -258,7 +267,7 @@ step_common!(PlannerSpan);
 
 impl PlannerSpan {
     /// Links this planner to the verifier span that asked for the replan.
-    pub fn link(self, verifier: &VerifierSpan) -> Self {
+    pub fn link(self, verifier: &LinkTarget) -> Self {
         link(&self.span, verifier);
         self
     }
@@ -287,7 +296,7 @@ step_common!(WorkerSpan);
 impl WorkerSpan {
     /// Links this worker to the planner span whose plan it executes (or to the previous
     /// cycle's verifier, when it continues without a new plan).
-    pub fn link(self, to: &impl SpanHandle) -> Self {
+    pub fn link(self, to: &LinkTarget) -> Self {
         link(&self.span, to);
         self
     }
@@ -365,7 +374,7 @@ step_common!(VerifierSpan);
 
 impl VerifierSpan {
     /// Links this verifier to the worker span whose output it judges.
-    pub fn link(self, worker: &WorkerSpan) -> Self {
+    pub fn link(self, worker: &LinkTarget) -> Self {
         link(&self.span, worker);
         self
     }

@@ -1,0 +1,587 @@
+//! One episode: the scripted, seeded Planner → Worker → Verifier loop (with replan and end)
+//! over one task, instrumented only through `traj-instrument`, with controlled failure injection.
+
+use super::prng::{task_seed, SplitMix64};
+use super::tasks::{self, resolve_args, StepSpec, Task};
+use super::tools::{self, Sandbox, ToolError};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use traj_instrument::{
+    LinkTarget, OrchestratorState as St, RunInfo, RunSpan, SpanHandle, VerifierSpan,
+};
+use traj_schema::event::{
+    FailureNote, Outcome, PlanProgress, PlanStep, PlannerInput, PlannerOutput, ToolStatus, Verdict,
+    VerifierInput, VerifierOutput, WorkerAction, WorkerInput, WorkerOutput,
+};
+use traj_schema::session::{ModelSpec, RuntimeConfig};
+
+/// What a batch of episodes runs with.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub tasks: u64,
+    pub seed: u64,
+    pub concurrency: usize,
+    /// Scales every injected failure (0 = none, 1 = the maximum rates).
+    pub failure_rate: f64,
+    pub max_steps: u32,
+    pub model_tag: String,
+    pub agent_name: String,
+    /// Flush the exporter after every run (what real agents should do).
+    pub flush_each_run: bool,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            tasks: 20,
+            seed: 1,
+            concurrency: 2,
+            failure_rate: 0.5,
+            max_steps: 8,
+            model_tag: "v1".into(),
+            agent_name: "traj-example-agent".into(),
+            flush_each_run: true,
+        }
+    }
+}
+
+/// Injection probabilities at `failure_rate = 1`.
+#[derive(Debug, Clone, Copy)]
+pub struct Injection {
+    /// The worker's first attempt uses broken arguments (a retry recovers).
+    pub wrong_args: f64,
+    /// A tool attempt fails transiently (timeout / unavailable).
+    pub tool_error: f64,
+    /// The planner emits a plan with a wrong argument (caught by the checker → replan).
+    pub flawed_plan: f64,
+    /// The verifier asks for a replan although progress is fine.
+    pub needless_replan: f64,
+    /// The verifier ends before the goal is met (false stop → the run fails).
+    pub false_stop: f64,
+    /// The verifier says continue although the goal is met (missed stop).
+    pub missed_stop: f64,
+}
+
+impl Injection {
+    pub const MAX: Injection = Injection {
+        wrong_args: 0.5,
+        tool_error: 0.3,
+        flawed_plan: 0.5,
+        needless_replan: 0.45,
+        false_stop: 0.5,
+        missed_stop: 0.4,
+    };
+
+    pub fn scaled(rate: f64) -> Injection {
+        let r = rate.clamp(0.0, 1.0);
+        let m = Injection::MAX;
+        Injection {
+            wrong_args: m.wrong_args * r,
+            tool_error: m.tool_error * r,
+            flawed_plan: m.flawed_plan * r,
+            needless_replan: m.needless_replan * r,
+            false_stop: m.false_stop * r,
+            missed_stop: m.missed_stop * r,
+        }
+    }
+}
+
+/// What one episode did (the agent's own record, compared with the exported spans in tests).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpisodeRecord {
+    pub index: u64,
+    pub run_id: String,
+    pub task_id: String,
+    pub family: String,
+    pub seed: u64,
+    pub outcome: Outcome,
+    pub failure_class: Option<String>,
+    pub cycles: u32,
+    pub verdicts: Vec<Verdict>,
+    pub tool_calls: u32,
+    pub tool_errors: u32,
+    /// Every decision, in order (what the same seed must reproduce).
+    pub decisions: Vec<String>,
+}
+
+pub const PROMPTS: &[(&str, &str)] = &[
+    ("planner", "You are the planner.\nGoal: {goal}\nFiles: {files}\nHistory:\n{history}\n{replan}Return the plan as JSON steps."),
+    ("worker", "You are the worker.\nStep: {step}\nAllowed tools: {tools}\nPrior failures: {failures}\nChoose one tool call."),
+    ("verifier", "You are the verifier.\nGoal: {goal}\nProgress: {done}/{total}\nEvidence: {evidence}\nAnswer continue, replan or end."),
+];
+
+fn render(name: &str, vars: &[(&str, String)]) -> String {
+    let mut s = PROMPTS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| t.to_string())
+        .unwrap_or_default();
+    for (k, v) in vars {
+        s = s.replace(&format!("{{{k}}}"), v);
+    }
+    s
+}
+
+fn tokens(text: &str) -> u64 {
+    (text.len() as u64).div_ceil(4)
+}
+
+pub fn run_info(cfg: &AgentConfig, task: &Task, seed: u64) -> RunInfo {
+    let model_stack: BTreeMap<String, ModelSpec> = ["planner", "worker", "verifier"]
+        .iter()
+        .map(|role| {
+            (
+                role.to_string(),
+                ModelSpec {
+                    model: format!("sim-{role}-{}", cfg.model_tag),
+                    params: [("temperature".to_string(), json!(0.0))].into(),
+                },
+            )
+        })
+        .collect();
+    let mut extra = BTreeMap::new();
+    extra.insert("failure_rate".to_string(), json!(cfg.failure_rate));
+    extra.insert("policy".to_string(), json!("scripted-splitmix64"));
+    RunInfo {
+        agent_name: cfg.agent_name.clone(),
+        goal: task.goal.clone(),
+        goal_family: task.family.to_string(),
+        task_id: Some(task.id.clone()),
+        seed,
+        model_stack,
+        runtime_config: RuntimeConfig {
+            max_steps: cfg.max_steps,
+            prompt_sources: PROMPTS
+                .iter()
+                .map(|(n, _)| {
+                    (
+                        n.to_string(),
+                        "inline:examples/agent/episode.rs".to_string(),
+                    )
+                })
+                .collect(),
+            tool_mode: task.tool_mode.to_string(),
+            extra,
+        },
+        prompts: PROMPTS
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect(),
+        tools: tools::tool_schemas(),
+    }
+}
+
+/// A deliberately wrong variant of a step (what a flawed plan or a bad tool call contains).
+fn corrupt(step: &StepSpec) -> StepSpec {
+    let mut s = step.clone();
+    if let Some(m) = s.args.as_object_mut() {
+        if let Some(Value::String(p)) = m.get("path").cloned() {
+            m.insert("path".into(), Value::String(format!("tmp_{p}")));
+        } else if let Some(Value::String(k)) = m.get("key").cloned() {
+            m.insert(
+                "key".into(),
+                Value::String(k.replace("capital:", "capitol:")),
+            );
+        } else if let Some(Value::String(e)) = m.get("expr").cloned() {
+            m.insert("expr".into(), Value::String(format!("{e} + 1")));
+        } else if let Some(Value::String(p)) = m.get("pattern").cloned() {
+            m.insert("pattern".into(), Value::String(p.to_uppercase()));
+        }
+    }
+    s
+}
+
+/// Broken call arguments: the tool rejects them for real (`invalid_arguments`).
+fn broken_args(args: &Value) -> Value {
+    match args {
+        Value::Object(m) => {
+            let mut m = m.clone();
+            if m.contains_key("path") {
+                m.insert("path".into(), json!("../outside.txt"));
+            } else if let Some(k) = m.keys().next().cloned() {
+                m.remove(&k);
+            }
+            Value::Object(m)
+        }
+        other => other.clone(),
+    }
+}
+
+/// Runs episode `index` of the batch under the current `tracing` dispatcher.
+pub fn run_episode(cfg: &AgentConfig, index: u64) -> EpisodeRecord {
+    let seed = task_seed(cfg.seed, index);
+    let mut rng = SplitMix64::new(seed);
+    let task = tasks::generate(&mut rng, index);
+    let inj = Injection::scaled(cfg.failure_rate);
+    let run = RunSpan::start(run_info(cfg, &task, seed));
+    let mut rec = EpisodeRecord {
+        index,
+        run_id: run.run_id().to_string(),
+        task_id: task.id.clone(),
+        family: task.family.to_string(),
+        seed,
+        outcome: Outcome::Unknown,
+        failure_class: None,
+        cycles: 0,
+        verdicts: vec![],
+        tool_calls: 0,
+        tool_errors: 0,
+        decisions: vec![],
+    };
+
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            run.error("env_setup", &format!("cannot create the sandbox: {e}"));
+            rec.outcome = Outcome::Aborted;
+            rec.failure_class = Some("env_setup".into());
+            run.finish(Outcome::Aborted, Some("env_setup"));
+            return rec;
+        }
+    };
+    let mut sb = Sandbox::new(dir.path().to_path_buf());
+    if let Err(e) = task.setup(&mut sb) {
+        run.error("env_setup", &e.message);
+        rec.outcome = Outcome::Aborted;
+        rec.failure_class = Some("env_setup".into());
+        run.finish(Outcome::Aborted, Some("env_setup"));
+        return rec;
+    }
+
+    let tool_names = tools::tool_names();
+    let tool_mask: BTreeMap<String, bool> = tool_names.iter().map(|t| (t.clone(), true)).collect();
+    let mut plan: Vec<StepSpec> = Vec::new();
+    let mut cursor = 0usize;
+    let mut need_plan = true;
+    let mut replan_reason: Option<String> = None;
+    let mut history: Vec<String> = Vec::new();
+    let mut prior_failures: Vec<FailureNote> = Vec::new();
+    let mut last_result = Value::Null;
+    let mut last_verifier: Option<LinkTarget> = None;
+    let mut flawed_once = false;
+    let mut missed_once = false;
+    let mut cycle = 0u32;
+
+    let (outcome, failure_class) = loop {
+        if cycle >= cfg.max_steps {
+            rec.decisions.push("budget:max_steps".into());
+            break (Outcome::Aborted, Some("max_steps".to_string()));
+        }
+        // ---- planner (first cycle and after a replan) ----------------------------------
+        let mut planner_target = None;
+        if need_plan {
+            let mut planner = run.planner(cycle);
+            if let Some(v) = &last_verifier {
+                planner = planner.link(v);
+            }
+            let files = sb.list();
+            planner.input(&PlannerInput {
+                goal: task.goal.clone(),
+                observation: json!({ "files": files }),
+                history: history.clone(),
+                tool_mask: tool_mask.clone(),
+                replan_reason: replan_reason.clone(),
+            });
+            let prompt = render(
+                "planner",
+                &[
+                    ("goal", task.goal.clone()),
+                    ("files", files.join(", ")),
+                    ("history", history.join("\n")),
+                    (
+                        "replan",
+                        replan_reason
+                            .as_ref()
+                            .map(|r| format!("Replan because: {r}\n"))
+                            .unwrap_or_default(),
+                    ),
+                ],
+            );
+            // Replanning restarts from the first step when the finished plan failed its
+            // check, else continues from the current step.
+            let start = if cursor >= plan.len() { 0 } else { cursor };
+            let mut new_plan: Vec<StepSpec> = task.steps[start.min(task.steps.len())..].to_vec();
+            if new_plan.is_empty() {
+                new_plan = task.steps.clone();
+            }
+            if !flawed_once && rng.chance(inj.flawed_plan) {
+                flawed_once = true;
+                let i = rng.below(new_plan.len());
+                new_plan[i] = corrupt(&new_plan[i]);
+                rec.decisions.push(format!("plan:flawed@{i}"));
+            }
+            let output = PlannerOutput {
+                plan: new_plan
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| PlanStep {
+                        index: i as u32,
+                        description: s.description.clone(),
+                        tool: Some(s.tool.to_string()),
+                    })
+                    .collect(),
+                rationale: format!("{} step(s) from step {start}", new_plan.len()),
+                confidence: Some(0.6 + 0.4 * rng.next_f64()),
+                llm_calls: vec![],
+            };
+            let answer = serde_json::to_string(&output.plan).unwrap_or_default();
+            planner
+                .llm_call(&format!("sim-planner-{}", cfg.model_tag), &prompt)
+                .usage(tokens(&prompt), tokens(&answer))
+                .output_text(&answer);
+            planner.output(&output);
+            planner.transition(St::Planning, St::Working, "plan ready");
+            rec.decisions.push(format!("plan:{}", new_plan.len()));
+            history.push(format!("cycle {cycle}: planned {} step(s)", new_plan.len()));
+            plan = new_plan;
+            cursor = 0;
+            need_plan = false;
+            planner_target = Some(planner.link_target());
+        }
+
+        // ---- worker ------------------------------------------------------------------------
+        let mut worker = run.worker(cycle);
+        if let Some(t) = planner_target.as_ref().or(last_verifier.as_ref()) {
+            worker = worker.link(t);
+        }
+        let mut worker_failed: Option<ToolError> = None;
+        let mut action_traces = Vec::new();
+        if let Some(step) = plan.get(cursor).cloned() {
+            let args = resolve_args(&step.args, &last_result);
+            worker.input(&WorkerInput {
+                plan_step: Some(cursor as u32),
+                current_step: step.description.clone(),
+                env_state: json!({ "files": sb.list() }),
+                allowed_tools: tool_names.clone(),
+                prior_failures: prior_failures.clone(),
+            });
+            let prompt = render(
+                "worker",
+                &[
+                    ("step", step.description.clone()),
+                    ("tools", tool_names.join(", ")),
+                    ("failures", prior_failures.len().to_string()),
+                ],
+            );
+            let call = json!({ "tool": step.tool, "arguments": args });
+            worker
+                .llm_call(&format!("sim-worker-{}", cfg.model_tag), &prompt)
+                .usage(tokens(&prompt), tokens(&call.to_string()))
+                .output_text(&call.to_string());
+            worker.action(&WorkerAction {
+                action: "tool_call".into(),
+                tool: Some(step.tool.to_string()),
+                arguments: args.clone(),
+                reasoning: format!("execute plan step {cursor}: {}", step.description),
+            });
+            let call_id = format!("call-{cycle}-{cursor}");
+            let mut attempt = 1u32;
+            let mut result: Result<Value, ToolError>;
+            loop {
+                rec.tool_calls += 1;
+                let bad = attempt == 1 && rng.chance(inj.wrong_args);
+                let transient = !bad && rng.chance(inj.tool_error);
+                let used_args = if bad {
+                    broken_args(&args)
+                } else {
+                    args.clone()
+                };
+                let span = worker.tool_call(step.tool, &call_id, &used_args, attempt);
+                result = if transient {
+                    let class = if rng.chance(0.5) {
+                        "timeout"
+                    } else {
+                        "unavailable"
+                    };
+                    Err(ToolError {
+                        class,
+                        message: format!("{} did not answer (injected)", step.tool),
+                    })
+                } else {
+                    tools::execute(&mut sb, step.tool, &used_args)
+                };
+                match &result {
+                    Ok(v) => {
+                        span.observation(step.tool, &json!({ "files": sb.list() }));
+                        span.ok(v);
+                    }
+                    Err(e) => {
+                        rec.tool_errors += 1;
+                        span.err(e.class, &e.message);
+                    }
+                }
+                rec.decisions.push(format!(
+                    "tool:{}#{attempt}:{}",
+                    step.tool,
+                    result.as_ref().map(|_| "ok").unwrap_or_else(|e| e.class)
+                ));
+                action_traces.push(format!(
+                    "{}#{attempt} {}",
+                    step.tool,
+                    result
+                        .as_ref()
+                        .map(|_| "ok".to_string())
+                        .unwrap_or_else(|e| e.class.to_string())
+                ));
+                let retryable = matches!(&result, Err(e) if e.class == "invalid_arguments" || e.class == "timeout" || e.class == "unavailable");
+                if result.is_ok() || !retryable || attempt >= 3 {
+                    break;
+                }
+                attempt += 1;
+            }
+            let retries = attempt - 1;
+            match result {
+                Ok(v) => {
+                    last_result = v;
+                    cursor += 1;
+                    worker.observation("workspace", &json!({ "files": sb.list() }));
+                    worker.output(&WorkerOutput {
+                        status: ToolStatus::Ok,
+                        summary: format!("{} succeeded", step.tool),
+                        error_class: None,
+                        retries,
+                        llm_calls: vec![],
+                    });
+                    history.push(format!("cycle {cycle}: {} ok", step.tool));
+                }
+                Err(e) => {
+                    prior_failures.push(FailureNote {
+                        tool: Some(step.tool.to_string()),
+                        error_class: e.class.to_string(),
+                        message: e.message.clone(),
+                    });
+                    worker.output(&WorkerOutput {
+                        status: ToolStatus::Error,
+                        summary: e.message.clone(),
+                        error_class: Some(e.class.to_string()),
+                        retries,
+                        llm_calls: vec![],
+                    });
+                    history.push(format!("cycle {cycle}: {} failed ({})", step.tool, e.class));
+                    worker_failed = Some(e);
+                }
+            }
+        } else {
+            worker.input(&WorkerInput {
+                plan_step: None,
+                current_step: "no step left".into(),
+                env_state: json!({ "files": sb.list() }),
+                allowed_tools: tool_names.clone(),
+                prior_failures: prior_failures.clone(),
+            });
+            worker.action(&WorkerAction {
+                action: "respond".into(),
+                tool: None,
+                arguments: Value::Null,
+                reasoning: "every plan step is done".into(),
+            });
+            worker.output(&WorkerOutput {
+                status: ToolStatus::Ok,
+                summary: "nothing left to do".into(),
+                error_class: None,
+                retries: 0,
+                llm_calls: vec![],
+            });
+            action_traces.push("respond".into());
+        }
+        worker.transition(St::Working, St::Verifying, "step done");
+        let worker_target = worker.link_target();
+        drop(worker);
+
+        // ---- verifier ----------------------------------------------------------------------
+        let verifier = run.verifier(cycle).link(&worker_target);
+        let (passed, evidence) = task.check.run(&sb);
+        verifier.input(&VerifierInput {
+            plan_progress: PlanProgress {
+                completed: cursor as u32,
+                total: plan.len() as u32,
+            },
+            action_traces,
+            evidence: evidence.clone(),
+        });
+        let (verdict, feedback, flags) = if let Some(e) = &worker_failed {
+            (
+                Verdict::Replan,
+                format!("step failed: {} ({})", e.message, e.class),
+                vec!["tool_failure".to_string()],
+            )
+        } else if passed {
+            if !missed_once && rng.chance(inj.missed_stop) {
+                missed_once = true;
+                (Verdict::Continue, "keep going".to_string(), vec![])
+            } else {
+                (Verdict::End, "goal met".to_string(), vec![])
+            }
+        } else if cursor >= plan.len() {
+            (
+                Verdict::Replan,
+                format!("plan finished but the check failed: {evidence}"),
+                vec!["check_failed".to_string()],
+            )
+        } else if rng.chance(inj.false_stop) {
+            (Verdict::End, "looks done".to_string(), vec![])
+        } else if rng.chance(inj.needless_replan) {
+            (Verdict::Replan, "unsure about the plan".to_string(), vec![])
+        } else {
+            (
+                Verdict::Continue,
+                format!("{}/{} steps done", cursor, plan.len()),
+                vec![],
+            )
+        };
+        let prompt = render(
+            "verifier",
+            &[
+                ("goal", task.goal.clone()),
+                ("done", cursor.to_string()),
+                ("total", plan.len().to_string()),
+                ("evidence", evidence.to_string()),
+            ],
+        );
+        verifier
+            .llm_call(&format!("sim-verifier-{}", cfg.model_tag), &prompt)
+            .usage(tokens(&prompt), tokens(&feedback))
+            .output_text(&feedback);
+        verifier.verdict(&VerifierOutput {
+            verdict,
+            feedback: feedback.clone(),
+            risk_flags: flags,
+            confidence: Some(if passed { 0.9 } else { 0.6 }),
+            llm_calls: vec![],
+        });
+        rec.verdicts.push(verdict);
+        rec.decisions.push(format!("verdict:{}", verdict.as_str()));
+        cycle += 1;
+        rec.cycles = cycle;
+        let done = end_cycle(&verifier, verdict, &feedback);
+        last_verifier = Some(verifier.link_target());
+        drop(verifier);
+        match verdict {
+            Verdict::End if done && passed => break (Outcome::Success, None),
+            Verdict::End => break (Outcome::Failure, Some("false_stop".to_string())),
+            Verdict::Replan => {
+                need_plan = true;
+                replan_reason = Some(feedback);
+            }
+            Verdict::Continue => {}
+        }
+    };
+    rec.outcome = outcome;
+    rec.failure_class = failure_class.clone();
+    run.finish(outcome, failure_class.as_deref());
+    rec
+}
+
+fn end_cycle(verifier: &VerifierSpan, verdict: Verdict, feedback: &str) -> bool {
+    let (to, done) = match verdict {
+        Verdict::End => (St::Done, true),
+        Verdict::Replan => (St::Planning, false),
+        Verdict::Continue => (St::Working, false),
+    };
+    verifier.transition(
+        St::Verifying,
+        to,
+        &format!("{}: {feedback}", verdict.as_str()),
+    );
+    done
+}
