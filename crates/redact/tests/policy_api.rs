@@ -90,6 +90,22 @@ fn config_deserializes_and_rejects_bad_input_precisely() {
 }
 
 #[test]
+fn config_reads_from_toml() {
+    let p: Policy = toml::from_str(
+        r#"
+        name = "receiver-strict"
+        kinds = ["private_key", "api_key", "jwt", "auth_token", "email"]
+        placeholder = "typed"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(p.name(), "receiver-strict");
+    assert!(p.enabled(PiiKind::Jwt) && !p.enabled(PiiKind::Phone));
+    let err = toml::from_str::<Policy>("name = \"x\"\nkinds = [\"ssn\"]").unwrap_err();
+    assert!(err.to_string().contains("ssn"), "{err}");
+}
+
+#[test]
 fn nothing_to_redact_borrows() {
     let p = Policy::default_dataset();
     let text =

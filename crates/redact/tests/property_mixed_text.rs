@@ -60,7 +60,7 @@ fn luhn_complete(body: &str) -> String {
                 v
             })
             .sum();
-        if sum % 10 == 0 {
+        if sum.is_multiple_of(10) {
             return cand;
         }
     }
