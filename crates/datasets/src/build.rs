@@ -42,10 +42,17 @@ pub struct BuildInputs<'a> {
 pub enum BuildError {
     #[error("invalid config: {0}")]
     Config(String),
-    #[error(transparent)]
-    Runs(#[from] traj_runs::RunsError),
+    /// Listing the `--runs` directories failed (its message already names the path and cause).
+    #[error("{0}")]
+    Runs(traj_runs::RunsError),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
+}
+
+impl From<traj_runs::RunsError> for BuildError {
+    fn from(e: traj_runs::RunsError) -> Self {
+        BuildError::Runs(e)
+    }
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BuildError + '_ {

@@ -553,7 +553,13 @@ pub fn generate_corpus(dir: &Path, n_runs: usize, seed: u64) -> Result<Vec<PathB
     for i in 0..n_runs {
         let key = rng.next_u64() ^ (i as u64);
         let (session, events) = synth_run(key, &mut rng);
-        out.push(traj_runs::write_run(dir, &session, &events)?);
+        // A synthetic corpus can be regenerated: atomic renames, no fsync.
+        out.push(traj_runs::write_run_with(
+            dir,
+            &session,
+            &events,
+            traj_runs::Durability::RenameOnly,
+        )?);
     }
     out.sort();
     Ok(out)
