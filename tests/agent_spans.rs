@@ -23,6 +23,16 @@ use traj_instrument::{ExportConfig, Protocol, TelemetryGuard};
 use traj_schema::event::Outcome;
 use traj_schema::keys;
 
+/// Tests run one at a time: `tracing` caches callsite interest process-wide, and episodes run
+/// without any subscriber on one thread while another test registers its dispatcher can leave
+/// callsites cached as disabled for that dispatcher (tracing-core behaviour, not an export
+/// problem). A real agent calls `init()` once, before its first span.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Spans received, with the `service.name` of their resource.
 #[derive(Clone, Default)]
 struct Received(Arc<Mutex<Vec<(String, Span)>>>);
@@ -219,6 +229,7 @@ fn run_and_collect(
 
 #[test]
 fn grpc_runs_arrive_as_complete_schema_v2_traces() {
+    let _serial = serial();
     let c = Collector::grpc();
     let cfg = AgentConfig {
         tasks: 24,
@@ -364,6 +375,7 @@ fn grpc_runs_arrive_as_complete_schema_v2_traces() {
 
 #[test]
 fn runs_cut_short_by_max_steps_are_exported_as_aborted() {
+    let _serial = serial();
     let c = Collector::grpc();
     let cfg = AgentConfig {
         tasks: 12,
@@ -396,6 +408,7 @@ fn runs_cut_short_by_max_steps_are_exported_as_aborted() {
 
 #[test]
 fn http_protobuf_export_delivers_every_span() {
+    let _serial = serial();
     let c = Collector::http();
     let cfg = AgentConfig {
         tasks: 8,
@@ -411,6 +424,7 @@ fn http_protobuf_export_delivers_every_span() {
 
 #[test]
 fn a_burst_of_over_10k_spans_loses_nothing() {
+    let _serial = serial();
     let c = Collector::grpc();
     let cfg = AgentConfig {
         tasks: 800,
@@ -420,8 +434,16 @@ fn a_burst_of_over_10k_spans_loses_nothing() {
         ..AgentConfig::default()
     };
     let telemetry = c.telemetry(Protocol::Grpc, "burst");
+    let started = std::time::Instant::now();
     let records = run_batch(&cfg, &telemetry);
+    let produced = started.elapsed();
     let stats = telemetry.shutdown().unwrap();
+    // Figures only (no timing assertion): see docs/instrumentation.md.
+    println!(
+        "burst: {} runs, {stats:?}, produced in {produced:?}, exported by {:?}",
+        records.len(),
+        started.elapsed()
+    );
     assert!(stats.ended >= 10_000, "burst too small: {stats:?}");
     assert_eq!((stats.dropped, stats.failed), (0, 0), "{stats:?}");
     assert_eq!(stats.exported, stats.ended);
@@ -451,6 +473,7 @@ fn comparable(spans: &[Span]) -> Vec<String> {
 
 #[test]
 fn same_seed_gives_same_tasks_decisions_and_payloads() {
+    let _serial = serial();
     let cfg = AgentConfig {
         tasks: 12,
         seed: 99,
@@ -484,6 +507,7 @@ fn same_seed_gives_same_tasks_decisions_and_payloads() {
 
 #[test]
 fn default_settings_give_a_useful_class_balance() {
+    let _serial = serial();
     let cfg = AgentConfig::default();
     // No subscriber: spans are no-ops, decisions are the same.
     let records: Vec<EpisodeRecord> = (0..300).map(|i| run_episode(&cfg, i)).collect();

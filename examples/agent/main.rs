@@ -114,9 +114,14 @@ fn run() -> anyhow::Result<ExitCode> {
             model_tag: args.model_tag.clone(),
             ..AgentConfig::default()
         };
+        let started = std::time::Instant::now();
         let records = run_batch(&cfg, &telemetry);
         let stats = telemetry.flush().context("flushing spans")?;
-        println!("batch {b}: {}", Summary::of(&records).line(&stats));
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "batch {b}: {} elapsed={secs:.2}s",
+            Summary::of(&records).line(&stats)
+        );
     }
     let stats = telemetry.shutdown().context("shutting down export")?;
     if stats.lost() > 0 {

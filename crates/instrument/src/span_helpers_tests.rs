@@ -313,3 +313,23 @@ fn hashes_are_stable_and_sensitive_to_config() {
     }));
     assert_eq!(a.config_hash, expected);
 }
+
+#[test]
+fn goal_and_payloads_are_redacted_before_they_become_attributes() {
+    let spans = capture(|| {
+        let mut i = info("sim-1");
+        i.goal = "mail the report to carol@example.com".into();
+        let run = RunSpan::start(i);
+        run.planner(0).input(&PlannerInput {
+            goal: "mail carol@example.com".into(),
+            ..Default::default()
+        });
+        run.finish(Outcome::Success, None);
+    });
+    let root = by_role(&spans, "run")[0];
+    assert!(!attr_str(root, keys::GOAL).contains("carol@example.com"));
+    assert!(attr_str(root, keys::GOAL).starts_with("mail the report to "));
+    assert_eq!(attr_str(root, keys::REDACTION_POLICY), "traj-source");
+    let planner = by_role(&spans, "planner")[0];
+    assert!(!attr_str(planner, keys::PLANNER_INPUT).contains("carol@example.com"));
+}
