@@ -12,4 +12,6 @@ mod policy;
 mod text;
 
 pub use kind::{Counts, PiiKind};
-pub use policy::{PlaceholderStyle, Policy, PolicyConfig, PolicyError, DETECTORS_VERSION};
+pub use policy::{
+    PlaceholderStyle, Policy, PolicyConfig, PolicyError, DETECTORS_VERSION, MAX_PASSES,
+};

@@ -53,17 +53,27 @@ pub(crate) fn find_all(set: KindSet, text: &str) -> Vec<Hit> {
     if set.has(Ipv4) {
         detect::ip::find_v4(s, &mut hits);
     }
-    if set.has(HighEntropy) && s.len() >= detect::entropy::MIN_LEN {
-        detect::entropy::find(s, &mut hits);
-    }
-    if hits.is_empty() {
-        return hits;
-    }
     hits.retain_mut(|h| {
         h.start = skip_escape(s, h.start, h.end);
         set.has(h.kind) && h.start < h.end
     });
-    merge(hits)
+    let mut hits = merge(hits);
+    // Entropy runs last, on the gaps between the other hits: its tokens are then exactly the
+    // ones a second pass over the redacted text would see (placeholders cut tokens).
+    if set.has(HighEntropy) && s.len() >= detect::entropy::MIN_LEN {
+        let before = hits.len();
+        let mut from = 0;
+        for k in 0..before {
+            let (start, end) = (hits[k].start, hits[k].end);
+            detect::entropy::find_in(s, from, start, &mut hits);
+            from = end;
+        }
+        detect::entropy::find_in(s, from, s.len(), &mut hits);
+        if hits.len() > before {
+            hits = merge(hits);
+        }
+    }
+    hits
 }
 
 fn merge(mut hits: Vec<Hit>) -> Vec<Hit> {

@@ -10,6 +10,10 @@ use std::borrow::Cow;
 /// Bumped whenever a detector changes what it matches; part of every [`Policy::version`].
 pub const DETECTORS_VERSION: &str = "1";
 
+/// Upper bound on scans of one string in [`Policy::redact_str`] (1 = no rescan). Real text
+/// settles after 1–2; the bound keeps adversarial input linear.
+pub const MAX_PASSES: usize = 4;
+
 /// JSON object keys whose string values are credentials as a whole (compared
 /// case-insensitively, `-` and `_` equivalent); redacted as `AuthToken` when that kind is on.
 const CREDENTIAL_KEYS: &[&str] = &[
@@ -154,31 +158,47 @@ impl Policy {
     }
 
     /// Replaces every match with its placeholder. Borrowed (no allocation) when nothing matches.
+    ///
+    /// The result is a fixpoint: the redacted text is scanned again (up to [`MAX_PASSES`] in
+    /// all) until nothing more matches, because a placeholder can end a run of digits that used
+    /// to hide a phone (`(415) 555-2671 4111 1111 1111 1111`). Counts are the replacements made.
     pub fn redact_str<'a>(&self, s: &'a str) -> (Cow<'a, str>, Counts) {
         let hits = find_all(self.kinds, s);
         if hits.is_empty() {
             return (Cow::Borrowed(s), Counts::default());
         }
-        let mut out = String::with_capacity(s.len());
         let mut counts = Counts::default();
+        let mut out = self.replace(s, &hits, &mut counts);
+        for _ in 1..MAX_PASSES {
+            let hits = find_all(self.kinds, &out);
+            if hits.is_empty() {
+                break;
+            }
+            out = self.replace(&out, &hits, &mut counts);
+        }
+        (Cow::Owned(out), counts)
+    }
+
+    fn replace(&self, s: &str, hits: &[Hit], counts: &mut Counts) -> String {
+        let mut out = String::with_capacity(s.len());
         let mut pos = 0;
-        for Hit { start, end, kind } in hits {
+        for &Hit { start, end, kind } in hits {
             out.push_str(&s[pos..start]);
             out.push_str(self.placeholder.text(kind));
             counts.bump(kind);
             pos = end;
         }
         out.push_str(&s[pos..]);
-        (Cow::Owned(out), counts)
+        out
     }
 
-    /// Counts what [`Policy::redact_str`] would replace, without rewriting.
+    /// Counts what [`Policy::redact_str`] would replace, without returning the text. Allocates
+    /// nothing when nothing matches.
     pub fn scan_str(&self, s: &str) -> Counts {
-        let mut counts = Counts::default();
-        for h in find_all(self.kinds, s) {
-            counts.bump(h.kind);
+        if find_all(self.kinds, s).is_empty() {
+            return Counts::default();
         }
-        counts
+        self.redact_str(s).1
     }
 
     /// Redacts every string in `v` in place (object keys are left alone). String values under

@@ -26,16 +26,51 @@ pub(crate) fn is_escape_letter(s: &[u8], k: usize) -> bool {
     n % 2 == 1
 }
 
-/// True when a word character (that is not an escape letter) directly precedes offset `i`.
+/// True when a word character (that is not an escape letter) or a placeholder directly
+/// precedes offset `i`.
+///
+/// Placeholders count as words so a second pass over redacted text sees no new boundaries: in
+/// `a@b.io+14155552671` the phone is glued to the e-mail's `o`, and stays glued to
+/// `[REDACTED:EMAIL]` — which keeps redaction idempotent.
 #[inline]
 pub(crate) fn word_before(s: &[u8], i: usize) -> bool {
-    i > 0 && is_word(s[i - 1]) && !is_escape_letter(s, i - 1)
+    i > 0 && ((is_word(s[i - 1]) && !is_escape_letter(s, i - 1)) || placeholder_ends_at(s, i))
 }
 
-/// True when a word character starts at offset `i`.
+/// True when a word character or a placeholder starts at offset `i`.
 #[inline]
 pub(crate) fn word_at(s: &[u8], i: usize) -> bool {
-    i < s.len() && is_word(s[i])
+    i < s.len() && (is_word(s[i]) || placeholder_starts_at(s, i))
+}
+
+const PLACEHOLDER_OPEN: &[u8] = b"[REDACTED";
+
+/// `s[i..]` starts with `[REDACTED` (a placeholder of either style).
+#[inline]
+pub(crate) fn placeholder_starts_at(s: &[u8], i: usize) -> bool {
+    s[i] == b'[' && starts_with(s, i, PLACEHOLDER_OPEN)
+}
+
+/// `s[..i]` ends with `[REDACTED]` or `[REDACTED:KIND]`.
+pub(crate) fn placeholder_ends_at(s: &[u8], i: usize) -> bool {
+    if i == 0 || s[i - 1] != b']' {
+        return false;
+    }
+    let lo = i.saturating_sub(32);
+    let Some(open) = s[lo..i].iter().rposition(|&b| b == b'[').map(|k| lo + k) else {
+        return false;
+    };
+    let inner = &s[open + 1..i - 1];
+    match inner.strip_prefix(&PLACEHOLDER_OPEN[1..]) {
+        Some([]) => true,
+        Some([b':', kind @ ..]) => {
+            !kind.is_empty()
+                && kind
+                    .iter()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_')
+        }
+        _ => false,
+    }
 }
 
 #[inline]

@@ -75,6 +75,20 @@ fn phone() {
                 "at 2024-01-15 555 123 4567",
                 "at 2024-01-15 [REDACTED:PHONE]",
             ),
+            ("876-684-2811 2024-06-28", "[REDACTED:PHONE] 2024-06-28"),
+            ("call 297-846-8240 5 times", "call [REDACTED:PHONE] 5 times"),
+            (
+                "(415) 555-2671 (415) 555-2672",
+                "[REDACTED:PHONE] [REDACTED:PHONE]",
+            ),
+            (
+                "mail a@b.io+14155552671",
+                "mail [REDACTED:EMAIL][REDACTED:PHONE]",
+            ),
+            (
+                "(415) 555-2671 4111 1111 1111 1111",
+                "[REDACTED:PHONE] [REDACTED:CREDIT_CARD]",
+            ),
             // negatives
             ("id 12345678901 rows", "id 12345678901 rows"),
             ("date 2024-01-15", "date 2024-01-15"),
@@ -117,7 +131,7 @@ fn credit_card() {
             ("41111111111111111111111", "41111111111111111111111"),
             ("x4111111111111111", "x4111111111111111"),
             ("0000000000000000", "0000000000000000"),
-            ("4111 11 11 1111 1111", "4111 11 11 1111 1111"),
+            ("4111-11-11-1111-1111", "4111-11-11-1111-1111"),
         ],
         PiiKind::CreditCard,
     );
@@ -273,6 +287,8 @@ fn private_keys() {
                 "[REDACTED:PRIVATE_KEY]",
             ),
             ("x -----BEGIN PRIVATE KEY-----\nMIIE truncated", "x [REDACTED:PRIVATE_KEY]"),
+            ("glued:-----BEGIN PRIVATE KEY-----MIIE", "glued:[REDACTED:PRIVATE_KEY]"),
+            ("gluedword-----BEGIN PRIVATE KEY-----MIIE", "gluedword[REDACTED:PRIVATE_KEY]"),
             ("{\"k\":\"-----BEGIN EC PRIVATE KEY-----\\nMHc\",\"n\":1}", "{\"k\":\"[REDACTED:PRIVATE_KEY]\",\"n\":1}"),
             ("-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----", "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----"),
         ],

@@ -28,9 +28,11 @@ fn is_tok(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'_' | b'-')
 }
 
-pub(crate) fn find(s: &[u8], out: &mut Vec<Hit>) {
-    let n = s.len();
-    let mut i = 0;
+/// Finds high-entropy tokens inside `s[from..to]` (tokens are cut at both ends of the window;
+/// `s` before `from` is still read for exemption prefixes like `sha256:`).
+pub(crate) fn find_in(s: &[u8], from: usize, to: usize, out: &mut Vec<Hit>) {
+    let n = to;
+    let mut i = from;
     while i < n {
         if !is_tok(s[i]) {
             i += 1;

@@ -14,9 +14,11 @@
 //! - not the SSN shape `ddd-dd-dddd` (the national-id detector owns it);
 //! - not thousands-grouped (`1 234 567 890`: ≥ 4 space-separated groups, all but the first of 3);
 //! - not followed by `:digit` (a time or a port).
-//! - when digits run past 15, scanning retries after the first space (`order 42 415 555 2671`),
-//!   unless the run is card-like (≥ 3 groups of exactly 4 digits); trailing single digits
-//!   joined by a space are dropped (`call 297-846-8240 5 times`).
+//! - a rejected candidate that is not thousands-grouped yields its shortest prefix ending at a
+//!   space that is a phone and does not cut through a card-like run of 4-digit groups
+//!   (`(415) 555-2671 (415) 555-2671`, `call 297-846-8240 5 times`); failing that, when digits
+//!   ran past 15, scanning retries after the first space (`order 42 415 555 2671`).
+//! - `+` and `(` may follow a letter (`tel:+1…`, `a@b.io+1…`); digits need a word boundary.
 //!
 //! Candidates stop after 8 groups or 15 digits, so each start costs O(1) and the scan is linear.
 
@@ -27,7 +29,7 @@ use crate::text::{byte_at, digit_at, word_at, word_before};
 const MAX_GROUPS: usize = 8;
 const MAX_DIGITS: usize = 15;
 
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 struct Cand {
     plus: bool,
     groups: [u8; MAX_GROUPS],
@@ -53,37 +55,98 @@ pub(crate) fn find(s: &[u8], out: &mut Vec<Hit>) {
             i += 1;
             continue;
         }
-        if word_before(s, i) || (i > 0 && matches!(s[i - 1], b'.' | b'-' | b'+' | b'/')) {
-            // Inside a word or number: skip the rest of the digit run.
+        // `+`/`(` may follow a letter (`tel:+1…`, `call(415) …`, `a@b.io+1…`); digits need a
+        // boundary. Nothing starts inside a number.
+        let blocked = if b == b'+' || b == b'(' {
+            i > 0 && (s[i - 1].is_ascii_digit() || matches!(s[i - 1], b'.' | b'-' | b'+' | b'/'))
+        } else {
+            word_before(s, i) || (i > 0 && matches!(s[i - 1], b'.' | b'-' | b'+' | b'/'))
+        };
+        if blocked {
             i += 1;
             while digit_at(s, i) {
                 i += 1;
             }
             continue;
         }
-        let mut c = scan(s, i);
-        let mut verdict = judge(s, &c);
-        // `call 297-846-8240 5 times`: drop trailing single digits joined by a space.
-        while matches!(verdict, Verdict::No)
-            && !c.plus
-            && c.ngroups > 2
-            && c.groups[c.ngroups - 1] == 1
-            && c.seps[c.ngroups - 1] == b' '
-        {
-            c.ngroups -= 1;
-            c.digits = c.groups[..c.ngroups].iter().map(|&g| usize::from(g)).sum();
-            c.end = c.group_end[c.ngroups - 1];
-            c.too_long = false;
-            verdict = judge(s, &c);
-        }
+        let c = scan(s, i);
+        let verdict = match judge(s, &c) {
+            Verdict::No => match best_prefix(s, &c) {
+                Some(end) => Verdict::PhoneTo(end),
+                None => retry(&c),
+            },
+            v => v,
+        };
         match verdict {
             Verdict::Phone => {
                 out.push(Hit::new(i, c.end, PiiKind::Phone));
                 i = c.end;
             }
+            Verdict::PhoneTo(end) => {
+                out.push(Hit::new(i, end, PiiKind::Phone));
+                i = end;
+            }
             Verdict::RestartAt(k) => i = k.max(i + 1),
             Verdict::No => i = c.end.max(i + 1),
         }
+    }
+}
+
+/// ≥ 3 groups of exactly 4 digits: a card number's shape, never cut into a phone.
+fn card_like(c: &Cand) -> bool {
+    c.groups[..c.ngroups].iter().filter(|&&l| l == 4).count() >= 3
+}
+
+/// `1 234 567 890`: ≥ 4 space-separated groups, all but the first of 3 digits.
+fn thousands_like(c: &Cand) -> bool {
+    c.ngroups >= 4
+        && c.seps[1..c.ngroups].iter().all(|&b| b == b' ')
+        && c.groups[1..c.ngroups].iter().all(|&l| l == 3)
+}
+
+/// True when cutting before group `k` splits a run of ≥ 3 four-digit groups (a card's shape)
+/// and keeps ≥ 2 of them: `42 4111 1111 | 1111 1111` is not a phone.
+fn cuts_card_run(c: &Cand, k: usize) -> bool {
+    if c.groups[k - 1] != 4 || c.groups[k] != 4 {
+        return false;
+    }
+    let mut a = k - 1;
+    while a > 0 && c.groups[a - 1] == 4 {
+        a -= 1;
+    }
+    let mut b = k;
+    while b + 1 < c.ngroups && c.groups[b + 1] == 4 {
+        b += 1;
+    }
+    b - a + 1 >= 3 && k - a >= 2
+}
+
+/// A rejected candidate may still start with a phone that ends at a space: the shortest such
+/// prefix (`(415) 555-2671 (415) 555-2671`, `call 297-846-8240 5 times`).
+fn best_prefix(s: &[u8], c: &Cand) -> Option<usize> {
+    if thousands_like(c) {
+        return None;
+    }
+    (1..c.ngroups)
+        .filter(|&k| c.seps[k] == b' ' && !cuts_card_run(c, k))
+        .find_map(|k| {
+            let mut t = *c;
+            t.ngroups = k;
+            t.digits = c.groups[..k].iter().map(|&g| usize::from(g)).sum();
+            t.end = c.group_end[k - 1];
+            t.too_long = false;
+            matches!(judge(s, &t), Verdict::Phone).then_some(t.end)
+        })
+}
+
+/// Digits ran on: retry after the first space (`order 42 415 555 2671 …`) unless card-like.
+fn retry(c: &Cand) -> Verdict {
+    if !c.too_long || card_like(c) {
+        return Verdict::No;
+    }
+    match (1..c.ngroups).find(|&k| c.seps[k] == b' ') {
+        Some(k) => Verdict::RestartAt(c.group_end[k - 1]),
+        None => Verdict::No,
     }
 }
 
@@ -188,6 +251,7 @@ fn run_digits(s: &[u8], k: usize) -> usize {
 
 enum Verdict {
     Phone,
+    PhoneTo(usize),
     RestartAt(usize),
     No,
 }
@@ -207,15 +271,7 @@ fn judge(s: &[u8], c: &Cand) -> Verdict {
         return Verdict::RestartAt(c.group_end[2]);
     }
     if c.too_long {
-        // Digits ran on: retry from the first space-joined group (`n=94475 529-215-4410 12%`),
-        // unless the run is card-like (≥ 3 groups of exactly 4 digits).
-        if g.iter().filter(|&&l| l == 4).count() >= 3 {
-            return Verdict::No;
-        }
-        return match (1..c.ngroups).find(|&k| c.seps[k] == b' ') {
-            Some(k) => Verdict::RestartAt(c.group_end[k - 1]),
-            None => Verdict::No,
-        };
+        return Verdict::No;
     }
     if !(9..=MAX_DIGITS).contains(&c.digits) {
         return Verdict::No;
@@ -239,7 +295,7 @@ fn judge(s: &[u8], c: &Cand) -> Verdict {
     if c.ngroups == 3 && g == [3, 2, 4] && seps.iter().all(|&b| b == b'-') {
         return Verdict::No;
     }
-    if c.ngroups >= 4 && seps.iter().all(|&b| b == b' ') && g[1..].iter().all(|&l| l == 3) {
+    if thousands_like(c) {
         return Verdict::No;
     }
     Verdict::Phone

@@ -208,7 +208,8 @@ pub(crate) fn find(s: &[u8], out: &mut Vec<Hit>) {
             b,
             b's' | b'r' | b'A' | b'g' | b'x' | b'e' | b'-' | b'B' | b'b' | b'a' | b'X'
         );
-        if !candidate || word_before(s, i) {
+        // A PEM header is a key wherever it starts; everything else needs a word boundary.
+        if !candidate || (b != b'-' && word_before(s, i)) {
             i += 1;
             continue;
         }
