@@ -29,28 +29,33 @@ pub(crate) fn find_all(set: KindSet, text: &str) -> Vec<Hit> {
     let s = text.as_bytes();
     let mut hits = Vec::new();
     use PiiKind::*;
+    // One cheap pass decides which scanners can possibly match: everything numeric needs a
+    // digit, e-mail an `@`, IPv6 a `:`.
+    let (digit, at, colon) = s.iter().fold((false, false, false), |(d, a, c), &b| {
+        (d || b.is_ascii_digit(), a || b == b'@', c || b == b':')
+    });
     if set.any(&[PrivateKey, Jwt, ApiKey, AuthToken]) {
         detect::secrets::find(s, &mut hits);
     }
-    if set.has(CreditCard) {
+    if digit && set.has(CreditCard) {
         detect::card::find(s, &mut hits);
     }
-    if set.has(Iban) {
+    if digit && set.has(Iban) {
         detect::iban::find(s, &mut hits);
     }
-    if set.has(NationalId) {
+    if digit && set.has(NationalId) {
         detect::national_id::find(s, &mut hits);
     }
-    if set.has(Email) {
+    if at && set.has(Email) {
         detect::email::find(s, &mut hits);
     }
-    if set.has(Phone) {
+    if digit && set.has(Phone) {
         detect::phone::find(s, &mut hits);
     }
-    if set.has(Ipv6) {
+    if digit && colon && set.has(Ipv6) {
         detect::ip::find_v6(s, &mut hits);
     }
-    if set.has(Ipv4) {
+    if digit && set.has(Ipv4) {
         detect::ip::find_v4(s, &mut hits);
     }
     hits.retain_mut(|h| {

@@ -114,3 +114,36 @@ fn redacting_the_output_again_changes_nothing() {
         failures.join("\n")
     );
 }
+
+#[test]
+fn random_characters_never_panic_and_stay_stable() {
+    // Characters weighted toward what the scanners branch on, plus multi-byte ones.
+    const CHARS: &[char] = &[
+        '0', '1', '4', '9', ' ', '-', '.', '+', '(', ')', ':', '@', '\\', '"', 'u', 'n', 'e', 'y',
+        'J', 'A', 'K', 'I', 'a', 'f', 'x', 'Z', '=', '/', '_', '[', ']', 'é', '日', '🔑', '\n',
+        'D', 'E', 'B', 'G', 's', 'k', 'R', 'C',
+    ];
+    let rounds: usize = std::env::var("TRAJ_REDACT_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400)
+        * 25;
+    let mut rng = Rng(0xC4A2
+        ^ std::env::var("TRAJ_REDACT_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0));
+    let policy = Policy::default_dataset();
+    for round in 0..rounds {
+        let n = rng.next() % 60;
+        let text: String = (0..n)
+            .map(|_| CHARS[(rng.next() % CHARS.len() as u64) as usize])
+            .collect();
+        let (once, _) = policy.redact_str(&text);
+        let (twice, c) = policy.redact_str(&once);
+        assert_eq!(
+            twice, once,
+            "round {round}: {text:?} second pass found {c:?}"
+        );
+    }
+}
