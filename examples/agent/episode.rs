@@ -104,6 +104,10 @@ pub struct EpisodeRecord {
     pub decisions: Vec<String>,
 }
 
+/// `runtime_config.tool_mode` of every run: tools really execute (files in a sandbox, an
+/// expression evaluator, an in-memory knowledge base for the synthetic family).
+pub const AGENT_TOOL_MODE: &str = "real";
+
 pub const PROMPTS: &[(&str, &str)] = &[
     ("planner", "You are the planner.\nGoal: {goal}\nFiles: {files}\nHistory:\n{history}\n{replan}Return the plan as JSON steps."),
     ("worker", "You are the worker.\nStep: {step}\nAllowed tools: {tools}\nPrior failures: {failures}\nChoose one tool call."),
@@ -160,7 +164,9 @@ pub fn run_info(cfg: &AgentConfig, task: &Task, seed: u64) -> RunInfo {
                     )
                 })
                 .collect(),
-            tool_mode: task.tool_mode.to_string(),
+            // The agent's setting, not the task's: config_hash identifies what is being tuned,
+            // so runs of one batch share it whatever mix of real and synthetic tasks they drew.
+            tool_mode: AGENT_TOOL_MODE.to_string(),
             extra,
         },
         prompts: PROMPTS

@@ -54,8 +54,6 @@ pub struct Task {
     pub id: String,
     pub family: &'static str,
     pub goal: String,
-    /// `real` when tools touch the filesystem, `synthetic` for the in-memory knowledge base.
-    pub tool_mode: &'static str,
     pub files: Vec<(String, String)>,
     pub kb: Vec<(String, String)>,
     pub steps: Vec<StepSpec>,
@@ -128,7 +126,6 @@ pub fn generate(rng: &mut SplitMix64, index: u64) -> Task {
                 id,
                 family,
                 goal,
-                tool_mode: "real",
                 files: vec![],
                 kb: vec![],
                 steps: vec![step(
@@ -161,7 +158,6 @@ pub fn generate(rng: &mut SplitMix64, index: u64) -> Task {
                 id,
                 family,
                 goal,
-                tool_mode: "real",
                 files: vec![(a.into(), content.clone())],
                 kb: vec![],
                 steps: vec![
@@ -197,7 +193,6 @@ pub fn generate(rng: &mut SplitMix64, index: u64) -> Task {
                 id,
                 family,
                 goal,
-                tool_mode: "real",
                 files: vec![],
                 kb: vec![],
                 steps: vec![
@@ -240,7 +235,6 @@ pub fn generate(rng: &mut SplitMix64, index: u64) -> Task {
                 id,
                 family,
                 goal,
-                tool_mode: "real",
                 files,
                 kb: vec![],
                 steps: vec![
@@ -278,7 +272,6 @@ pub fn generate(rng: &mut SplitMix64, index: u64) -> Task {
                 id,
                 family,
                 goal,
-                tool_mode: "real",
                 files: vec![("data.json".into(), Value::Array(records).to_string())],
                 kb: vec![],
                 steps: vec![
@@ -319,7 +312,6 @@ pub fn generate(rng: &mut SplitMix64, index: u64) -> Task {
                 id,
                 family: "kb_qa",
                 goal,
-                tool_mode: "synthetic",
                 files: vec![],
                 kb: entities
                     .iter()
