@@ -114,6 +114,10 @@ pub struct RunManager {
     open: HashMap<TraceId, OpenRun>,
     /// Every trace in the raw store → the sequence numbers of the records holding its spans.
     index: HashMap<TraceId, Vec<u64>>,
+    /// The highest sequence number the startup scan read. The listeners accept (and the store
+    /// commits) batches while the scan runs, so a batch can be both in the scan and in the
+    /// queue; a queued batch at or below this mark was already applied by the scan.
+    recovered_through: Option<u64>,
 }
 
 impl RunManager {
@@ -130,6 +134,7 @@ impl RunManager {
             metrics,
             open: HashMap::new(),
             index: HashMap::new(),
+            recovered_through: None,
         }
     }
 
@@ -169,6 +174,14 @@ impl RunManager {
 
     /// Adds the spans of one stored batch.
     pub fn on_batch(&mut self, seq: u64, req: ExportTraceServiceRequest, now: Instant) {
+        if self.recovered_through.is_some_and(|through| seq <= through) {
+            // Committed before the startup scan began reading: its spans are already in the
+            // index and (when the run was incomplete on disk) in a re-opened run. Applying it
+            // again would count its spans as duplicates or, if that run was finalized in the
+            // meantime, re-open it without this record.
+            tracing::debug!(seq, "batch already applied by the startup scan");
+            return;
+        }
         let split = split_by_trace(req);
         for (trace, spans) in split.traces {
             let seqs = self.index.entry(trace).or_default();
@@ -327,6 +340,7 @@ impl RunManager {
                 }
             };
             summary.records += 1;
+            self.recovered_through = Some(self.recovered_through.map_or(seq, |t| t.max(seq)));
             let req = match ExportTraceServiceRequest::decode(bytes.as_ref()) {
                 Ok(r) => r,
                 Err(e) => {
