@@ -52,6 +52,28 @@ pub struct Args {
     /// Delivery attempts per batch and forward target [default: 20].
     #[arg(long)]
     forward_attempts: Option<u32>,
+    /// Authentication, TLS and receive-side redaction (boxed: keeps the `Command` enum small).
+    #[command(flatten)]
+    security: Box<SecurityArgs>,
+}
+
+/// The security flags of `traj serve`.
+#[derive(clap::Args)]
+struct SecurityArgs {
+    /// File holding the bearer token clients must send (`Authorization: Bearer <token>`, gRPC
+    /// metadata or HTTP header; /healthz stays open) [default: no authentication].
+    #[arg(long)]
+    auth_token_file: Option<PathBuf>,
+    /// Serve both transports over TLS with this PEM certificate chain (needs --tls-key).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Redact span / span-event attribute strings before the raw store append (policy:
+    /// `redact_policy` in the config file, else the default source policy).
+    #[arg(long)]
+    redact_before_store: bool,
 }
 
 fn build_config(args: Args) -> anyhow::Result<ReceiverConfig> {
@@ -59,6 +81,7 @@ fn build_config(args: Args) -> anyhow::Result<ReceiverConfig> {
         Some(p) => ConfigFile::load(p)?,
         None => ConfigFile::default(),
     };
+    let receive_policy = file.receive_policy(args.security.redact_before_store);
     let data_dir = args
         .data_dir
         .or(file.data_dir)
@@ -100,6 +123,12 @@ fn build_config(args: Args) -> anyhow::Result<ReceiverConfig> {
     if let Some(n) = args.forward_attempts.or(file.forward_attempts) {
         cfg.forward_attempts = n;
     }
+    cfg.auth_token_file = args.security.auth_token_file.or(file.auth_token_file);
+    cfg.tls = ConfigFile::tls_files(
+        args.security.tls_cert.or(file.tls_cert),
+        args.security.tls_key.or(file.tls_key),
+    )?;
+    cfg.redact_before_store = receive_policy;
     cfg.check()?;
     Ok(cfg)
 }
@@ -186,6 +215,34 @@ mod tests {
         assert_eq!(cfg.forward, vec!["grpc://127.0.0.1:9".to_string()]);
         assert_eq!(cfg.max_open_runs, 7);
         assert_eq!(cfg.fsync, Fsync::Never);
+        assert_eq!(cfg.auth_token_file, None);
+        assert_eq!(cfg.tls, None);
+        assert!(cfg.redact_before_store.is_none());
+
+        std::fs::write(
+            &file,
+            "data_dir = \"/d\"\nauth_token_file = \"/etc/traj/token\"\ntls_cert = \"c.pem\"\n\
+             tls_key = \"k.pem\"\nredact_before_store = true\n\
+             [redact_policy]\nname = \"mail-only\"\nkinds = [\"email\"]\n",
+        )
+        .unwrap();
+        let w = Wrap::try_parse_from(["x", "--config", file.to_str().unwrap()]).unwrap();
+        let cfg = build_config(w.args).unwrap();
+        assert_eq!(cfg.auth_token_file, Some(PathBuf::from("/etc/traj/token")));
+        let tls = cfg.tls.unwrap();
+        assert_eq!((tls.cert, tls.key), ("c.pem".into(), "k.pem".into()));
+        assert_eq!(cfg.redact_before_store.unwrap().name(), "mail-only");
+        let w = Wrap::try_parse_from(["x", "--data-dir", "/d", "--redact-before-store"]).unwrap();
+        let cfg = build_config(w.args).unwrap();
+        assert_eq!(cfg.redact_before_store.unwrap().name(), "traj-source");
+        // Loopback by default.
+        assert!(cfg.grpc_addr.unwrap().ip().is_loopback());
+        assert!(cfg.http_addr.unwrap().ip().is_loopback());
+        let w = Wrap::try_parse_from(["x", "--data-dir", "/d", "--tls-cert", "c.pem"]).unwrap();
+        assert!(
+            build_config(w.args).is_err(),
+            "--tls-cert without --tls-key"
+        );
 
         let w = Wrap::try_parse_from(["x", "--grace-period", "1s"]).unwrap();
         assert!(build_config(w.args).is_err(), "--data-dir is required");

@@ -79,6 +79,20 @@ pub struct ReceiverConfig {
     pub forward_queue: usize,
     /// Attempts per batch and forward target before it is dropped (and counted).
     pub forward_attempts: u32,
+    /// File holding the bearer token clients must send (`None`: no authentication).
+    pub auth_token_file: Option<PathBuf>,
+    /// Serve both transports over TLS with this certificate chain and key (`None`: plain text).
+    pub tls: Option<TlsFiles>,
+    /// Redact span and span-event attribute strings with this policy before the raw store
+    /// append (`None`: store what arrives).
+    pub redact_before_store: Option<traj_redact::Policy>,
+}
+
+/// PEM files of the server certificate chain and its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl ReceiverConfig {
@@ -99,6 +113,9 @@ impl ReceiverConfig {
             mapping_rules: None,
             forward_queue: 1024,
             forward_attempts: 20,
+            auth_token_file: None,
+            tls: None,
+            redact_before_store: None,
         }
     }
 
@@ -149,6 +166,13 @@ pub struct ConfigFile {
     pub mapping_rules: Option<PathBuf>,
     pub forward_queue: Option<usize>,
     pub forward_attempts: Option<u32>,
+    pub auth_token_file: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Redact before the raw store append, with `redact_policy` or the default source policy.
+    pub redact_before_store: Option<bool>,
+    /// A named policy (`name`, `kinds`, `placeholder`) for `redact_before_store`.
+    pub redact_policy: Option<traj_redact::Policy>,
 }
 
 impl ConfigFile {
@@ -162,6 +186,32 @@ impl ConfigFile {
             path: path.to_path_buf(),
             message: e.to_string(),
         })
+    }
+}
+
+impl ConfigFile {
+    /// The receive-side redaction policy: `redact_policy` or the default source policy when
+    /// `flag` (the `--redact-before-store` flag) or `redact_before_store = true` asks for it.
+    pub fn receive_policy(&self, flag: bool) -> Option<traj_redact::Policy> {
+        (flag || self.redact_before_store == Some(true)).then(|| {
+            self.redact_policy
+                .clone()
+                .unwrap_or_else(traj_redact::Policy::default_source)
+        })
+    }
+
+    /// The TLS files, if both or neither of `cert` and `key` are given.
+    pub fn tls_files(
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+    ) -> Result<Option<TlsFiles>, ConfigError> {
+        match (cert, key) {
+            (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+            (None, None) => Ok(None),
+            _ => Err(ConfigError::Invalid(
+                "tls_cert and tls_key must be given together".into(),
+            )),
+        }
     }
 }
 

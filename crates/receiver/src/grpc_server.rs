@@ -31,13 +31,16 @@ impl TraceService for GrpcTraceService {
     }
 }
 
-/// Wraps the generated server to give decode failures the codes OTLP asks for: a malformed
+/// Wraps the generated server to check the bearer token (when one is configured) before the
+/// request body is read, answering `UNAUTHENTICATED`, and to give decode failures the codes
+/// OTLP asks for: a malformed
 /// message is `INVALID_ARGUMENT` (tonic says `INTERNAL`) and a message over the size limit is
 /// `RESOURCE_EXHAUSTED` (tonic says `OUT_OF_RANGE` when it was not compressed). Both are
 /// trailers-only responses, so the status sits in the response headers.
 #[derive(Clone)]
 pub struct OtlpStatusCodes<S> {
     pub(crate) inner: S,
+    pub(crate) auth: Option<crate::auth::BearerToken>,
 }
 
 impl<S: tonic::server::NamedService> tonic::server::NamedService for OtlpStatusCodes<S> {
@@ -65,6 +68,22 @@ where
     }
 
     fn call(&mut self, req: tonic::codegen::http::Request<B>) -> Self::Future {
+        if let Some(token) = &self.auth {
+            let given = req
+                .headers()
+                .get(tonic::codegen::http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes());
+            if !token.accepts(given) {
+                let why = if given.is_some() {
+                    "invalid bearer token"
+                } else {
+                    "missing authorization: Bearer <token> metadata"
+                };
+                tracing::debug!(why, "gRPC request refused (authentication)");
+                let resp = Status::unauthenticated(why).into_http::<tonic::body::Body>();
+                return Box::pin(async move { Ok(resp) });
+            }
+        }
         let fut = self.inner.call(req);
         Box::pin(async move {
             let mut resp = fut.await?;

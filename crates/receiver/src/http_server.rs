@@ -1,11 +1,14 @@
 //! OTLP/HTTP: `POST /v1/traces` (protobuf or JSON, optionally gzip), `GET /healthz` and the
 //! Prometheus `GET /metrics`. Errors carry a `google.rpc.Status` body in the request's encoding.
+//! With a bearer token configured, `/v1/traces` and `/metrics` answer 401 to a wrong or missing
+//! token before the body is read; `/healthz` stays open.
 
+use crate::auth::BearerToken;
 use crate::body_decode::{decode_request, decompress, DecodeError, Encoding};
 use crate::ingest::{Ingest, IngestError};
 use crate::otlp_json;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -31,6 +34,7 @@ pub struct RpcStatus {
 /// gRPC code numbers used in [`RpcStatus`].
 pub mod code {
     pub const INVALID_ARGUMENT: i32 = 3;
+    pub const UNAUTHENTICATED: i32 = 16;
     pub const RESOURCE_EXHAUSTED: i32 = 8;
     pub const INTERNAL: i32 = 13;
     pub const UNAVAILABLE: i32 = 14;
@@ -39,14 +43,69 @@ pub mod code {
 pub(crate) struct HttpState {
     pub ingest: Arc<Ingest>,
     pub max_request_bytes: usize,
+    pub auth: Option<BearerToken>,
 }
 
 pub(crate) fn router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/v1/traces", post(export))
-        .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
+        // Applies to the routes above only: /healthz stays open.
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            require_token,
+        ))
+        .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state)
+}
+
+/// Rejects a request without the configured bearer token (401 + `WWW-Authenticate: Bearer`)
+/// before its body is read; the connection is then closed by hyper (the body stays unread).
+async fn require_token(
+    State(st): State<Arc<HttpState>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(token) = &st.auth else {
+        return next.run(req).await;
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    if token.accepts(given) {
+        return next.run(req).await;
+    }
+    let enc = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Encoding::from_content_type)
+        .unwrap_or(Encoding::Json);
+    let why = if given.is_some() {
+        "invalid bearer token"
+    } else {
+        "missing Authorization: Bearer <token>"
+    };
+    tracing::debug!(path = %req.uri().path(), why, "request refused (authentication)");
+    let mut resp = status_response(
+        StatusCode::UNAUTHORIZED,
+        enc,
+        code::UNAUTHENTICATED,
+        why.to_string(),
+    );
+    let challenge = if given.is_some() {
+        "Bearer error=\"invalid_token\""
+    } else {
+        "Bearer"
+    };
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 async fn metrics(State(st): State<Arc<HttpState>>) -> Response {

@@ -49,6 +49,8 @@ pub struct Ingest {
     pub(crate) max_open_runs: usize,
     pub(crate) forwarder: Forwarder,
     pub(crate) metrics: Arc<ReceiverMetrics>,
+    /// Receive-side redaction before the raw store append (`--redact-before-store`).
+    pub(crate) redact: Option<Arc<traj_redact::Policy>>,
 }
 
 impl Ingest {
@@ -75,6 +77,16 @@ impl Ingest {
         if check.accepted == 0 {
             return Ok(response);
         }
+        let redacted = match &self.redact {
+            Some(policy) => {
+                let counts = crate::receive_redaction::redact_request(policy, &mut req);
+                if !counts.is_empty() {
+                    tracing::debug!(replaced = counts.total(), "receive-side redaction");
+                }
+                !counts.is_empty()
+            }
+            None => false,
+        };
 
         // Backpressure: every cap is checked before anything is stored.
         let n = u32::try_from(check.accepted).unwrap_or(u32::MAX);
@@ -112,7 +124,7 @@ impl Ingest {
             .fetch_add(check.accepted, Ordering::Relaxed);
 
         let bytes = match raw {
-            Some(raw) if check.rejected == 0 => raw,
+            Some(raw) if check.rejected == 0 && !redacted => raw,
             _ => Bytes::from(req.encode_to_vec()),
         };
         let len = bytes.len() as u64;

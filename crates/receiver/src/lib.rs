@@ -2,6 +2,7 @@
 //! append to the raw store before acknowledging, and a run manager that assembles runs off the
 //! ack path. See `docs/receiver.md`.
 
+pub mod auth;
 pub mod body_decode;
 pub mod config;
 pub mod forward;
@@ -9,11 +10,12 @@ pub mod grpc_server;
 pub mod http_server;
 pub mod ingest;
 pub mod otlp_json;
+pub mod receive_redaction;
 pub mod receiver_metrics;
 pub mod run_manager;
 pub mod server;
 pub mod span_check;
 
-pub use config::{ConfigFile, Fsync, ReceiverConfig};
+pub use config::{ConfigFile, Fsync, ReceiverConfig, TlsFiles};
 pub use receiver_metrics::ReceiverMetrics;
 pub use server::{Receiver, ReceiverError, RECEIVER_INFO_FILE};

@@ -2,6 +2,7 @@
 //! forwarders, and the gRPC and HTTP listeners (TCP_NODELAY), writes `DATA/receiver.json` with the
 //! bound addresses, and shuts everything down in order.
 
+use crate::auth::BearerToken;
 use crate::config::{ConfigError, Fsync, ReceiverConfig};
 use crate::forward::{Forwarder, Target};
 use crate::grpc_server::{GrpcTraceService, OtlpStatusCodes};
@@ -72,6 +73,15 @@ impl Receiver {
     /// are bound (port 0 gets an OS-chosen port: see [`Receiver::grpc_addr`]).
     pub async fn start(cfg: ReceiverConfig) -> Result<Receiver, ReceiverError> {
         cfg.check()?;
+        if cfg.tls.is_some() {
+            return Err(
+                ConfigError::Invalid("TLS is not available in this build yet".into()).into(),
+            );
+        }
+        let auth = match &cfg.auth_token_file {
+            Some(path) => Some(BearerToken::load(path)?),
+            None => None,
+        };
         let rules = match &cfg.mapping_rules {
             None => MappingRules::default(),
             Some(path) => {
@@ -159,6 +169,7 @@ impl Receiver {
             max_open_runs: cfg.max_open_runs,
             forwarder,
             metrics: Arc::clone(&metrics),
+            redact: cfg.redact_before_store.clone().map(Arc::new),
         });
 
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -182,6 +193,7 @@ impl Receiver {
                 .accept_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(cfg.max_request_bytes),
+                auth: auth.clone(),
             };
             let mut stop = stop_rx.clone();
             listeners.push(tokio::spawn(async move {
@@ -208,6 +220,7 @@ impl Receiver {
             let app = router(Arc::new(HttpState {
                 ingest: Arc::clone(&ingest),
                 max_request_bytes: cfg.max_request_bytes,
+                auth: auth.clone(),
             }));
             let mut stop = stop_rx.clone();
             use axum::serve::ListenerExt;
