@@ -9,6 +9,7 @@ mod cmd_report;
 mod cmd_schema;
 mod cmd_serve;
 mod cmd_validate;
+mod global_alloc;
 
 use clap::{Parser, Subcommand};
 
