@@ -623,3 +623,194 @@ async fn http_request(
         .collect();
     Some((status, headers, raw[split + 4..].to_vec()))
 }
+
+// ---- disk full ------------------------------------------------------------------------------
+
+/// A 4 MiB tmpfs mounted for one test, unmounted (lazily) on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// `Err(reason)` when mounting is not possible here (not root, no permission).
+    fn mount(at: &Path) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+            .arg(at)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if out.status.success() {
+            Ok(Tmpfs(at.to_path_buf()))
+        } else {
+            Err(format!(
+                "mount -t tmpfs failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Writes `path` until the filesystem is full; returns the bytes written.
+fn fill(path: &Path) -> u64 {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0x5a_u8; 16 * 1024];
+    let mut written = 0;
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => return written,
+            Ok(n) => written += n as u64,
+            Err(e) if e.raw_os_error() == Some(28) => return written, // ENOSPC
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+}
+
+/// One export attempt over gRPC: `Ok` when acknowledged, else the status code.
+async fn export_once(
+    client: &mut TraceServiceClient<tonic::transport::Channel>,
+    spans: &[Span],
+) -> Result<(), tonic::Code> {
+    match client.export(request(spans.to_vec())).await {
+        Ok(_) => Ok(()),
+        Err(s) => Err(s.code()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_gives_retryable_errors_and_ingest_resumes_when_space_returns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    let _fs = match Tmpfs::mount(&mnt) {
+        Ok(fs) => fs,
+        Err(reason) => {
+            // Neither a size-capped filesystem nor a fault hook reachable from outside the
+            // store crate (its injection is cfg(test)); see docs/reliability.md.
+            println!("SKIPPED disk-full test: {reason}");
+            eprintln!("SKIPPED disk-full test: {reason}");
+            return;
+        }
+    };
+    let data = mnt.join("data");
+    let log = tmp.path().join("serve.log");
+    let server = spawn_server(&data, &log, &[]).await;
+    let mut client = TraceServiceClient::connect(format!("http://{}", server.grpc))
+        .await
+        .unwrap();
+    let mut acked: BTreeSet<(TraceId, SpanId)> = BTreeSet::new();
+
+    // Leave ~256 KiB free; each trace is ~6 × 16 KiB.
+    let filler = mnt.join("filler");
+    fill(&filler);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&filler)
+        .unwrap();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len.saturating_sub(256 * 1024)).unwrap();
+    drop(f);
+
+    // Send until the disk is full: each error must be UNAVAILABLE (retryable).
+    let mut n = 0u32;
+    let mut refused = 0;
+    let mut pending = None;
+    while refused < 5 {
+        assert!(n < 200, "the disk never filled up");
+        let spans = trace_spans(7, n, 16 * 1024);
+        match export_once(&mut client, &spans).await {
+            Ok(()) => {
+                acked.extend(ids_of(&spans));
+                n += 1;
+            }
+            Err(code) => {
+                assert_eq!(
+                    code,
+                    tonic::Code::Unavailable,
+                    "disk full must be retryable"
+                );
+                refused += 1;
+                pending = Some(spans);
+            }
+        }
+    }
+    let pending = pending.unwrap();
+    // OTLP/HTTP says the same: 503 with Retry-After.
+    let body = request(pending.clone()).encode_to_vec();
+    let r = http_request(
+        server.http,
+        "POST",
+        "/v1/traces",
+        &[("Content-Type", "application/x-protobuf")],
+        &body,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.0, 503, "{}", String::from_utf8_lossy(&r.2));
+    assert!(r.1.iter().any(|(k, _)| k == "retry-after"), "{:?}", r.1);
+    println!(
+        "disk full after {n} acked traces ({} spans); {refused} gRPC UNAVAILABLE, HTTP 503",
+        acked.len()
+    );
+
+    // The runs of the acked traces come due while the disk is full: their writes fail too.
+    let deadline = Instant::now() + WAIT;
+    while metric(server.http, "traj_receiver_run_write_failures_total")
+        .await
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no run write failed on the full disk"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Space returns: the refused batch and new ones are acknowledged again.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while export_once(&mut client, &pending).await.is_err() {
+        assert!(Instant::now() < deadline, "ingest did not resume");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    acked.extend(ids_of(&pending));
+    for k in 0..5 {
+        let spans = trace_spans(7, n + 1 + k, 1024);
+        export_once(&mut client, &spans).await.unwrap();
+        acked.extend(ids_of(&spans));
+    }
+
+    // Runs whose write failed while full are retried; all of them end up on disk.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let runs = runs_on_disk(&data);
+        let done = acked.iter().all(|(t, s)| {
+            runs.get(&hex(t))
+                .is_some_and(|r| r.events_per_span.contains_key(&hex(s)))
+        });
+        if done && metric(server.http, "traj_receiver_open_runs").await == Some(0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "runs did not all reach the disk");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let write_failures = metric(server.http, "traj_receiver_run_write_failures_total").await;
+    println!("run write failures while full (each retried): {write_failures:?}");
+    server.stop().await;
+
+    // Nothing corrupt in raw, nothing acknowledged lost, runs exact and valid.
+    let (_, raw) = raw_spans(&data);
+    assert!(
+        acked.iter().all(|k| raw.contains_key(k)),
+        "an acked span is not in raw"
+    );
+    let problems = run_problems(&acked, &raw, &runs_on_disk(&data));
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert_validate_passes(&data);
+}

@@ -232,8 +232,13 @@ impl RunManager {
             .map(|(t, _)| *t)
             .collect();
         for trace in due {
-            if let Some(run) = self.open.remove(&trace) {
-                self.finalize(&trace, &run);
+            if let Some(mut run) = self.open.remove(&trace) {
+                if !self.finalize(&trace, &run) {
+                    // Disk full or similar: keep the run and try again after another quiet
+                    // period, instead of leaving it missing on disk until the next restart.
+                    run.last_activity = now;
+                    self.open.insert(trace, run);
+                }
                 self.metrics
                     .open_runs
                     .store(self.open.len() as u64, Ordering::Relaxed);
@@ -246,7 +251,7 @@ impl RunManager {
         let all: Vec<TraceId> = self.open.keys().copied().collect();
         for trace in all {
             if let Some(run) = self.open.remove(&trace) {
-                self.finalize(&trace, &run);
+                let _ = self.finalize(&trace, &run);
             }
         }
         self.metrics.open_runs.store(0, Ordering::Relaxed);
@@ -256,7 +261,8 @@ impl RunManager {
         self.open.len()
     }
 
-    fn finalize(&self, trace: &TraceId, run: &OpenRun) {
+    /// Assembles and writes one run; `false` when the write failed (counted and logged).
+    fn finalize(&self, trace: &TraceId, run: &OpenRun) -> bool {
         let assembled = assemble(*trace, &run.spans, &self.rules);
         let run_id = hex::encode(trace);
         match traj_runs::write_run_with(
@@ -275,10 +281,12 @@ impl RunManager {
                     dir = %dir.display(),
                     "run finalized"
                 );
+                true
             }
             Err(e) => {
                 ReceiverMetrics::add(&self.metrics.run_write_failures, 1);
-                tracing::error!(run_id, error = %e, "run could not be written");
+                tracing::error!(run_id, error = %e, "run could not be written; will retry");
+                false
             }
         }
     }
