@@ -15,6 +15,7 @@ pub mod receiver_metrics;
 pub mod run_manager;
 pub mod server;
 pub mod span_check;
+pub mod tls;
 
 pub use config::{ConfigFile, Fsync, ReceiverConfig, TlsFiles};
 pub use receiver_metrics::ReceiverMetrics;

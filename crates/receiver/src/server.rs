@@ -1,6 +1,7 @@
 //! Starts and stops a whole receiver: opens the raw store, starts the run-manager thread, the
 //! forwarders, and the gRPC and HTTP listeners (TCP_NODELAY), writes `DATA/receiver.json` with the
-//! bound addresses, and shuts everything down in order.
+//! bound addresses, and shuts everything down in order. With TLS configured both listeners speak
+//! only TLS.
 
 use crate::auth::BearerToken;
 use crate::config::{ConfigError, Fsync, ReceiverConfig};
@@ -10,6 +11,7 @@ use crate::http_server::{router, HttpState};
 use crate::ingest::Ingest;
 use crate::receiver_metrics::ReceiverMetrics;
 use crate::run_manager::{tick_interval, RunManager, RunManagerConfig, RunMsg};
+use crate::tls::{TlsListener, TlsMaterial};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +55,24 @@ pub enum ReceiverError {
     Runs(#[from] traj_runs::RunsError),
 }
 
+/// Serves the HTTP router on `listener` until `stop` turns true.
+fn spawn_http<L>(listener: L, app: axum::Router, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    tokio::spawn(async move {
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    })
+}
+
 /// A running receiver.
 pub struct Receiver {
     grpc_addr: Option<SocketAddr>,
@@ -73,11 +93,7 @@ impl Receiver {
     /// are bound (port 0 gets an OS-chosen port: see [`Receiver::grpc_addr`]).
     pub async fn start(cfg: ReceiverConfig) -> Result<Receiver, ReceiverError> {
         cfg.check()?;
-        if cfg.tls.is_some() {
-            return Err(
-                ConfigError::Invalid("TLS is not available in this build yet".into()).into(),
-            );
-        }
+        let tls = cfg.tls.as_ref().map(TlsMaterial::load).transpose()?;
         let auth = match &cfg.auth_token_file {
             Some(path) => Some(BearerToken::load(path)?),
             None => None,
@@ -196,8 +212,19 @@ impl Receiver {
                 auth: auth.clone(),
             };
             let mut stop = stop_rx.clone();
+            let mut builder = tonic::transport::Server::builder();
+            if let Some(tls) = &tls {
+                let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+                builder = builder
+                    .tls_config(
+                        tonic::transport::ServerTlsConfig::new()
+                            .identity(identity)
+                            .timeout(crate::tls::HANDSHAKE_TIMEOUT),
+                    )
+                    .map_err(|e| ConfigError::Invalid(format!("gRPC TLS: {e}")))?;
+            }
             listeners.push(tokio::spawn(async move {
-                let result = tonic::transport::Server::builder()
+                let result = builder
                     .add_service(svc)
                     .serve_with_incoming_shutdown(incoming, async move {
                         let _ = stop.wait_for(|s| *s).await;
@@ -207,7 +234,7 @@ impl Receiver {
                     tracing::error!(error = %e, "gRPC server failed");
                 }
             }));
-            tracing::info!(addr = %bound, "OTLP/gRPC listening");
+            tracing::info!(addr = %bound, tls = tls.is_some(), "OTLP/gRPC listening");
         }
         if let Some(addr) = cfg.http_addr {
             let listener = TcpListener::bind(addr)
@@ -222,22 +249,26 @@ impl Receiver {
                 max_request_bytes: cfg.max_request_bytes,
                 auth: auth.clone(),
             }));
-            let mut stop = stop_rx.clone();
-            use axum::serve::ListenerExt;
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            listeners.push(tokio::spawn(async move {
-                let result = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    })
-                    .await;
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "HTTP server failed");
+            let stop = stop_rx.clone();
+            match &tls {
+                Some(tls) => {
+                    let listener = TlsListener::start(listener, Arc::clone(&tls.http))
+                        .map_err(|source| ReceiverError::Bind { addr, source })?;
+                    listeners.push(spawn_http(listener, app, stop));
                 }
-            }));
-            tracing::info!(addr = %bound, "OTLP/HTTP listening (/v1/traces, /metrics, /healthz)");
+                None => {
+                    use axum::serve::ListenerExt;
+                    let listener = listener.tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
+                    listeners.push(spawn_http(listener, app, stop));
+                }
+            }
+            tracing::info!(
+                addr = %bound,
+                tls = tls.is_some(),
+                "OTLP/HTTP listening (/v1/traces, /metrics, /healthz)"
+            );
         }
         drop(ingest);
 

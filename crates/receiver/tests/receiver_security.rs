@@ -328,3 +328,162 @@ async fn without_receive_side_redaction_the_raw_store_holds_what_arrived() {
     let raw = all_bytes(&data.join("raw"));
     assert!(contains(&raw, API_KEY) && contains(&raw, EMAIL));
 }
+
+fn tls_fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/tls")
+        .join(name)
+}
+
+fn tls_config(data: &Path) -> traj_receiver::ReceiverConfig {
+    let mut cfg = test_config(data);
+    cfg.tls = Some(traj_receiver::TlsFiles {
+        cert: tls_fixture("server.pem"),
+        key: tls_fixture("server.key"),
+    });
+    cfg
+}
+
+/// One HTTP/1.1 request over TLS (trusting the test CA, server name `localhost`); returns the
+/// status code and the body.
+async fn https(
+    addr: std::net::SocketAddr,
+    head: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(tls_fixture("ca.pem")).unwrap();
+    for c in rustls::pki_types::pem::PemObject::pem_slice_iter(&ca) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await?;
+    tls.write_all(head.as_bytes()).await?;
+    tls.write_all(body).await?;
+    let mut raw = Vec::new();
+    // The server closes after `Connection: close`; a missing close_notify is not an error here.
+    let _ = tls.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw.len(), |p| p + 4);
+    Ok((status, raw[split..].to_vec()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_clients_export_over_both_transports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let rx = start(tls_config(&data)).await;
+
+    // gRPC over TLS (tonic, tls-ring), trusting the test CA.
+    let ca = std::fs::read(tls_fixture("ca.pem")).unwrap();
+    let client_tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&ca))
+        .domain_name("localhost");
+    let ch = tonic::transport::Endpoint::from_shared(format!(
+        "https://127.0.0.1:{}",
+        rx.grpc_addr().unwrap().port()
+    ))
+    .unwrap()
+    .tls_config(client_tls)
+    .unwrap()
+    .connect()
+    .await
+    .unwrap();
+    TraceServiceClient::new(ch)
+        .export(request(vec![span(1, 1, 0)]))
+        .await
+        .unwrap();
+
+    // HTTP/protobuf over TLS (tokio-rustls).
+    let addr = rx.http_addr().unwrap();
+    let body = request(vec![span(2, 1, 0)]).encode_to_vec();
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-protobuf\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let (status, _) = https(addr, &head, &body).await.unwrap();
+    assert_eq!(status, 200);
+    let (status, body) = https(
+        addr,
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!((status, body.as_slice()), (200, b"ok\n".as_slice()));
+
+    for t in [1, 2] {
+        wait_run(&data, t, 1).await;
+        assert_run_valid(&data, t);
+    }
+    rx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_text_clients_cannot_talk_to_a_tls_port() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let rx = start(tls_config(&data)).await;
+
+    // Plain HTTP to the TLS port: no HTTP response, the connection is closed.
+    let mut s = tokio::net::TcpStream::connect(rx.http_addr().unwrap())
+        .await
+        .unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut raw)).await;
+    assert!(
+        !raw.starts_with(b"HTTP/"),
+        "{:?}",
+        String::from_utf8_lossy(&raw)
+    );
+
+    // Plain-text gRPC to the TLS port fails.
+    let plain = async {
+        let mut c = TraceServiceClient::connect(format!("http://{}", rx.grpc_addr().unwrap()))
+            .await
+            .map_err(|e| e.to_string())?;
+        c.export(request(vec![span(3, 1, 0)]))
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let res = tokio::time::timeout(Duration::from_secs(30), plain).await;
+    assert!(matches!(res, Ok(Err(_))), "plain gRPC must fail: {res:?}");
+
+    // A TLS client that does not trust the certificate fails too (no silent downgrade).
+    let ch = tonic::transport::Endpoint::from_shared(format!(
+        "https://127.0.0.1:{}",
+        rx.grpc_addr().unwrap().port()
+    ))
+    .unwrap()
+    .tls_config(tonic::transport::ClientTlsConfig::new().domain_name("localhost"))
+    .unwrap()
+    .connect()
+    .await;
+    assert!(ch.is_err(), "an untrusted certificate must be refused");
+
+    assert_eq!(rx.metrics().requests.load(Ordering::Relaxed), 0);
+    assert!(!run_dir(&data, 3).exists());
+    rx.shutdown().await;
+}
