@@ -628,6 +628,10 @@ pub fn run(args: IngestArgs) -> Result<std::process::ExitCode> {
             tasks.push(tokio::spawn(async move {
                 let mut lat = Vec::with_capacity(100_000);
                 let mut next_at = tokio::time::Instant::now();
+                // Like an OTLP exporter: back off on a retryable refusal (20 ms doubling to
+                // 640 ms), reset on success. Retrying at a fixed short interval made the receiver
+                // decode (and refuse) three requests for every one it could take.
+                let mut backoff = Duration::from_millis(20);
                 while !stop.load(Ordering::Relaxed) {
                     if let Some(iv) = per_conn_interval {
                         tokio::time::sleep_until(next_at).await;
@@ -638,6 +642,7 @@ pub fn run(args: IngestArgs) -> Result<std::process::ExitCode> {
                     let t = Instant::now();
                     match sender.send(body).await {
                         Ok(Outcome::Ok { rejected }) => {
+                            backoff = Duration::from_millis(20);
                             lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
                             counters.requests_ok.fetch_add(1, Ordering::Relaxed);
                             counters
@@ -649,7 +654,8 @@ pub fn run(args: IngestArgs) -> Result<std::process::ExitCode> {
                         }
                         Ok(Outcome::Retryable) => {
                             counters.requests_retryable.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_millis(640));
                         }
                         Err(e) => {
                             counters.requests_failed.fetch_add(1, Ordering::Relaxed);

@@ -4,6 +4,13 @@
 //! `cargo bench -p traj-instrument --bench role_span_overhead` (`SPANS=` and `REPS=` to change
 //! the size). The collector is a minimal OTLP/HTTP sink on 127.0.0.1 that acknowledges every
 //! request, so the exporter's send path is real but the receiver's work is not measured.
+//! Two figures per configuration: wall-clock ns and on-CPU ns of the calling thread
+//! (`/proc/thread-self/schedstat`), the second being robust to other load on the machine.
+//! The bench binary uses mimalloc, as an agent binary should (`docs/benchmarks.md` has the
+//! glibc-malloc figures too).
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -88,27 +95,44 @@ fn planner_io(step: u32) -> (PlannerInput, PlannerOutput) {
     (input, output)
 }
 
-/// `n` planner spans under one run span; returns ns per role span on this thread.
-fn role_spans(n: u32, io: &(PlannerInput, PlannerOutput)) -> f64 {
+/// Nanoseconds this thread has spent on a CPU (first field of `/proc/thread-self/schedstat`).
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `n` planner spans under one run span; returns (wall, on-CPU) ns per role span on this thread.
+fn role_spans(n: u32, io: &(PlannerInput, PlannerOutput)) -> (f64, f64) {
     let run = RunSpan::start(RunInfo {
         agent_name: "bench".into(),
         goal: io.0.goal.clone(),
         ..Default::default()
     });
+    let cpu0 = thread_cpu_ns();
     let t = Instant::now();
     for step in 0..n {
         let p = run.planner(step);
         p.input(&io.0).output(&io.1);
         drop(p);
     }
-    let ns = t.elapsed().as_nanos() as f64 / f64::from(n);
+    let wall = t.elapsed().as_nanos() as f64 / f64::from(n);
+    let cpu = (thread_cpu_ns() - cpu0) as f64 / f64::from(n);
     run.finish(Outcome::Success, None);
-    ns
+    (wall, cpu)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+/// Medians of the wall and CPU figures.
+fn median(v: Vec<(f64, f64)>) -> (f64, f64) {
+    let mid = |mut x: Vec<f64>| {
+        x.sort_by(|a, b| a.total_cmp(b));
+        x[x.len() / 2]
+    };
+    (
+        mid(v.iter().map(|p| p.0).collect()),
+        mid(v.iter().map(|p| p.1).collect()),
+    )
 }
 
 fn main() {
@@ -140,10 +164,15 @@ fn main() {
     });
     let stats = guard.shutdown().unwrap();
     println!(
-        "role span (planner, input+output, ended): no subscriber {plain:.0} ns, exporter on \
-         {exported:.0} ns, overhead {:.0} ns; spans ended {} exported {} dropped {} failed {} \
-         in {} requests",
-        exported - plain,
+        "role span (planner, input+output, ended), ns wall / on-CPU: no subscriber {:.0} / {:.0}, \
+         exporter on {:.0} / {:.0}, overhead {:.0} / {:.0}; spans ended {} exported {} dropped {} \
+         failed {} in {} requests",
+        plain.0,
+        plain.1,
+        exported.0,
+        exported.1,
+        exported.0 - plain.0,
+        exported.1 - plain.1,
         stats.ended,
         stats.exported,
         stats.dropped,

@@ -34,6 +34,15 @@ pub(crate) fn payload_json<T: Serialize>(payload: &T) -> String {
     }
 }
 
+/// Records `payload` (serialized, redacted) in `field`, unless no subscriber wants the span: then
+/// the serialization and redaction, most of a role span's cost on the caller's thread, are skipped.
+pub(crate) fn record_payload<T: Serialize>(span: &Span, field: &str, payload: &T) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record(field, payload_json(payload).as_str());
+}
+
 /// Marks `span` as failed: `error.type` / `traj.error.class`, status `ERROR`, and an
 /// `exception` span event with `exception.type` / `exception.message`.
 pub(crate) fn record_error(span: &Span, error_class: &str, message: &str) {
@@ -273,14 +282,12 @@ impl PlannerSpan {
     }
 
     pub fn input(&self, input: &PlannerInput) -> &Self {
-        self.span
-            .record("traj.planner.input", payload_json(input).as_str());
+        record_payload(&self.span, "traj.planner.input", input);
         self
     }
 
     pub fn output(&self, output: &PlannerOutput) -> &Self {
-        self.span
-            .record("traj.planner.output", payload_json(output).as_str());
+        record_payload(&self.span, "traj.planner.output", output);
         self
     }
 }
@@ -302,21 +309,18 @@ impl WorkerSpan {
     }
 
     pub fn input(&self, input: &WorkerInput) -> &Self {
-        self.span
-            .record("traj.worker.input", payload_json(input).as_str());
+        record_payload(&self.span, "traj.worker.input", input);
         self
     }
 
     pub fn action(&self, action: &WorkerAction) -> &Self {
-        self.span
-            .record("traj.worker.action", payload_json(action).as_str());
+        record_payload(&self.span, "traj.worker.action", action);
         self
     }
 
     /// Records the output; an `Error` status with an error class also marks the span failed.
     pub fn output(&self, output: &WorkerOutput) -> &Self {
-        self.span
-            .record("traj.worker.output", payload_json(output).as_str());
+        record_payload(&self.span, "traj.worker.output", output);
         if output.status == ToolStatus::Error {
             let class = output.error_class.as_deref().unwrap_or("worker_error");
             record_error(&self.span, class, &output.summary);
@@ -380,15 +384,13 @@ impl VerifierSpan {
     }
 
     pub fn input(&self, input: &VerifierInput) -> &Self {
-        self.span
-            .record("traj.verifier.input", payload_json(input).as_str());
+        record_payload(&self.span, "traj.verifier.input", input);
         self
     }
 
     /// Records the verifier output and `traj.verdict`.
     pub fn verdict(&self, output: &VerifierOutput) -> &Self {
-        self.span
-            .record("traj.verifier.output", payload_json(output).as_str());
+        record_payload(&self.span, "traj.verifier.output", output);
         self.span.record("traj.verdict", output.verdict.as_str());
         self
     }
@@ -413,8 +415,7 @@ impl ToolSpan {
     pub fn ok(mut self, result: &Value) {
         self.done = true;
         self.span.record("traj.tool.status", "ok");
-        self.span
-            .record("gen_ai.tool.call.result", payload_json(result).as_str());
+        record_payload(&self.span, "gen_ai.tool.call.result", result);
     }
 
     /// The tool failed: status `ERROR`, `error.type` = `error_class`, `exception` event.
