@@ -4,6 +4,7 @@
 
 pub mod assembly;
 pub mod attributes;
+pub mod encoded_spans;
 mod payloads;
 pub mod rules;
 mod session_builder;
@@ -12,6 +13,7 @@ pub mod span_record;
 mod warnings;
 
 pub use assembly::{assemble, AssembledRun};
+pub use encoded_spans::{split_encoded_by_trace, EncodedSpan, EncodedTraces, WireError};
 pub use rules::{MappingRules, ModelPrice, Rule, RulesError};
 pub use span_record::{split_by_trace, SpanRecord, SplitTraces};
 pub use warnings::MAX_WARNINGS;

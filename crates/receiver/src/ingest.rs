@@ -144,9 +144,12 @@ impl Ingest {
         ReceiverMetrics::add(&m.bytes_stored, len);
         ReceiverMetrics::add(&m.spans_received, check.accepted);
         m.queue_depth.fetch_add(1, Ordering::Relaxed);
+        // The decoded request is dropped here, on the ack path's thread; the run manager gets
+        // the stored bytes (refcounted, no copy) and walks them lazily.
+        drop(req);
         slot.send(RunMsg::Batch {
             seq,
-            req,
+            bytes: bytes.clone(),
             permit: Some(in_flight),
         });
         self.forwarder.offer(&bytes, m);

@@ -10,6 +10,7 @@
 
 use crate::receiver_metrics::ReceiverMetrics;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -17,7 +18,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use traj_assemble::{assemble, split_by_trace, MappingRules, SpanRecord};
+use traj_assemble::{
+    assemble, split_by_trace, split_encoded_by_trace, EncodedSpan, MappingRules, SpanRecord,
+};
 use traj_store::Store;
 
 type TraceId = [u8; 16];
@@ -29,7 +32,8 @@ pub enum RunMsg {
     /// A batch durably stored under `seq` (only valid spans).
     Batch {
         seq: u64,
-        req: ExportTraceServiceRequest,
+        /// The batch as stored: an encoded `ExportTraceServiceRequest`, split lazily.
+        bytes: bytes::Bytes,
         /// The batch's share of the spans-in-flight cap, released once the manager took it.
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
     },
@@ -59,8 +63,16 @@ pub struct RecoverySummary {
     pub bad_records: u64,
 }
 
+/// A span held by an open run, protobuf-encoded: a decoded `Span` costs ~3-4x its encoding in
+/// heap (one allocation per attribute key and value), and open runs are most of the receiver's
+/// memory under load (`docs/benchmarks.md`). Decoded again once, when the run is finalized.
+struct HeldSpan {
+    encoded: Vec<u8>,
+    service_name: Arc<str>,
+}
+
 struct OpenRun {
-    spans: Vec<SpanRecord>,
+    spans: Vec<HeldSpan>,
     ids: HashSet<SpanId>,
     /// When the root span (no parent) arrived.
     root_at: Option<Instant>,
@@ -88,8 +100,44 @@ impl OpenRun {
         if rec.span.parent_span_id.is_empty() && self.root_at.is_none() {
             self.root_at = Some(now);
         }
-        self.spans.push(rec);
+        self.spans.push(HeldSpan {
+            encoded: rec.span.encode_to_vec(),
+            service_name: rec.service_name,
+        });
         true
+    }
+
+    /// [`OpenRun::add`] for a span still encoded in `batch` (copied out, not decoded).
+    fn add_encoded(&mut self, batch: &[u8], span: EncodedSpan, now: Instant) -> bool {
+        if !self.ids.insert(span.span_id) {
+            return false;
+        }
+        if span.is_root && self.root_at.is_none() {
+            self.root_at = Some(now);
+        }
+        self.spans.push(HeldSpan {
+            encoded: batch[span.range].to_vec(),
+            service_name: span.service_name,
+        });
+        true
+    }
+
+    /// The held spans, decoded for assembly.
+    fn records(&self) -> Vec<SpanRecord> {
+        self.spans
+            .iter()
+            .filter_map(|h| match Span::decode(h.encoded.as_slice()) {
+                Ok(span) => Some(SpanRecord {
+                    span,
+                    service_name: Arc::clone(&h.service_name),
+                }),
+                Err(e) => {
+                    // Unreachable in practice: the bytes were encoded by `add`.
+                    tracing::error!(error = %e, "held span does not decode; skipped");
+                    None
+                }
+            })
+            .collect()
     }
 
     fn due(&self, now: Instant, cfg: &RunManagerConfig) -> bool {
@@ -152,9 +200,9 @@ impl RunManager {
         let mut last_check = Instant::now();
         while let Some(msg) = rx.blocking_recv() {
             match msg {
-                RunMsg::Batch { seq, req, permit } => {
+                RunMsg::Batch { seq, bytes, permit } => {
                     self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
-                    self.on_batch(seq, req, Instant::now());
+                    self.on_encoded_batch(seq, &bytes, Instant::now());
                     drop(permit);
                 }
                 RunMsg::Tick => {}
@@ -170,6 +218,61 @@ impl RunManager {
             open_runs = self.open.len(),
             "run manager stopped; open runs resume at the next start"
         );
+    }
+
+    /// [`RunManager::on_batch`] for the batch as stored (encoded): spans are located by a lazy
+    /// walk of the wire format and held encoded, so no attribute is decoded until assembly.
+    pub fn on_encoded_batch(&mut self, seq: u64, bytes: &[u8], now: Instant) {
+        if self.recovered_through.is_some_and(|through| seq <= through) {
+            tracing::debug!(seq, "batch already applied by the startup scan");
+            return;
+        }
+        let split = match split_encoded_by_trace(bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                // Unreachable in practice: ingest encoded these bytes itself.
+                tracing::error!(seq, error = %e, "stored batch does not parse; skipped");
+                return;
+            }
+        };
+        for (trace, spans) in split.traces {
+            let seqs = self.index.entry(trace).or_default();
+            let known_before = !seqs.is_empty();
+            if seqs.last() != Some(&seq) {
+                seqs.push(seq);
+            }
+            if !self.open.contains_key(&trace) && known_before {
+                // Late span for a finalized run: rebuild it from the raw store, then add these.
+                let mut run = self.load_from_raw(&trace, Some(seq), now);
+                let mut new = 0;
+                for span in spans {
+                    if run.add_encoded(bytes, span, now) {
+                        new += 1;
+                    } else {
+                        ReceiverMetrics::add(&self.metrics.spans_duplicate, 1);
+                    }
+                }
+                if new > 0 {
+                    ReceiverMetrics::add(&self.metrics.runs_rematerialized, 1);
+                    if run.root_at.is_some() {
+                        run.root_at = Some(now);
+                    }
+                    run.last_activity = now;
+                    self.open.insert(trace, run);
+                }
+                continue;
+            }
+            let run = self.open.entry(trace).or_insert_with(|| OpenRun::new(now));
+            for span in spans {
+                if !run.add_encoded(bytes, span, now) {
+                    ReceiverMetrics::add(&self.metrics.spans_duplicate, 1);
+                }
+            }
+            run.last_activity = now;
+        }
+        self.metrics
+            .open_runs
+            .store(self.open.len() as u64, Ordering::Relaxed);
     }
 
     /// Adds the spans of one stored batch.
@@ -263,7 +366,7 @@ impl RunManager {
 
     /// Assembles and writes one run; `false` when the write failed (counted and logged).
     fn finalize(&self, trace: &TraceId, run: &OpenRun) -> bool {
-        let assembled = assemble(*trace, &run.spans, &self.rules);
+        let assembled = assemble(*trace, &run.records(), &self.rules);
         let run_id = hex::encode(trace);
         match traj_runs::write_run_with(
             &self.cfg.runs_dir,
