@@ -29,8 +29,8 @@ log "building traj and the example agent"
 cargo build --workspace --examples
 log "cargo test --workspace"
 cargo test --workspace 2>&1 | tee target/cargo-test.log
-rust_passed=$(grep -Eo 'test result: [a-z]+\. [0-9]+ passed' target/cargo-test.log | awk '{s+=$4} END {print s+0}')
-rust_failed=$(grep -Eo '[0-9]+ failed' target/cargo-test.log | awk '{s+=$1} END {print s+0}')
+rust_passed=$(grep -Eo 'test result: [a-z]+\. [0-9]+ passed' target/cargo-test.log | awk '{s+=$4} END {print s+0}' || true)
+rust_failed=$(grep -Eo '[0-9]+ failed' target/cargo-test.log | awk '{s+=$1} END {print s+0}' || true)
 
 # --- Python --------------------------------------------------------------------------------
 log "pytest tests/python"
@@ -39,8 +39,8 @@ set +e
 tests/.venv/bin/pytest -q tests/python 2>&1 | tee target/pytest.log
 py_rc=${PIPESTATUS[0]}
 set -e
-py_passed=$(grep -Eo '[0-9]+ passed' target/pytest.log | tail -1 | awk '{print $1+0}')
-py_failed=$(grep -Eo '[0-9]+ (failed|error)' target/pytest.log | awk '{s+=$1} END {print s+0}')
+py_passed=$(grep -Eo '[0-9]+ passed' target/pytest.log | tail -1 | awk '{print $1+0}' || true)
+py_failed=$(grep -Eo '[0-9]+ (failed|error)' target/pytest.log | awk '{s+=$1} END {print s+0}' || true)
 [ "$py_rc" -eq 0 ] || [ "$py_failed" -gt 0 ] || py_failed=1
 
 # --- Browser -------------------------------------------------------------------------------
@@ -51,8 +51,8 @@ if [ -f tests/browser/package.json ]; then
   node --test tests/browser/ 2>&1 | tee target/browser.log
   br_rc=${PIPESTATUS[0]}
   set -e
-  br_passed=$(grep -Eo '^# pass [0-9]+' target/browser.log | awk '{print $3+0}')
-  br_failed=$(grep -Eo '^# fail [0-9]+' target/browser.log | awk '{print $3+0}')
+  br_passed=$(grep -Eo '^# pass [0-9]+' target/browser.log | awk '{print $3+0}' || true)
+  br_failed=$(grep -Eo '^# fail [0-9]+' target/browser.log | awk '{print $3+0}' || true)
   [ "$br_rc" -eq 0 ] || [ "${br_failed:-0}" -gt 0 ] || br_failed=1
 fi
 
