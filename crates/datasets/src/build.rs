@@ -363,7 +363,11 @@ pub fn build(inputs: &BuildInputs) -> Result<BuildSummary, BuildError> {
     }
 
     // ---- near-duplicates and split ----------------------------------------------------------
-    let sigs: Vec<Vec<u64>> = kept.iter().map(|k| k.signature.clone()).collect();
+    // Moved out, not cloned: at 100 000 runs a second copy of the signatures is ~100 MB of peak RSS.
+    let sigs: Vec<Vec<u64>> = kept
+        .iter_mut()
+        .map(|k| std::mem::take(&mut k.signature))
+        .collect();
     let clusters = near_duplicate_clusters(&sigs, &cfg.near_dup);
     let families: Vec<String> = kept
         .iter()
