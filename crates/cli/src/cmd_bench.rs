@@ -58,3 +58,26 @@ fn corpus(a: CorpusArgs) -> anyhow::Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corpus_writes_the_requested_runs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("runs");
+        let code = corpus(CorpusArgs {
+            runs: 3,
+            out: out.clone(),
+            seed: 7,
+        })
+        .unwrap();
+        assert_eq!(code, ExitCode::SUCCESS);
+        let runs = traj_runs::list_runs(std::slice::from_ref(&out)).unwrap();
+        assert_eq!(runs.len(), 3);
+        for r in &runs {
+            assert!(r.path.join(traj_runs::EVENTS_FILE).is_file(), "{r:?}");
+        }
+    }
+}
