@@ -38,14 +38,14 @@ pub struct WireError {
 /// A field's number and, for a length-delimited field, the range of its payload.
 type Field = (u64, Option<Range<usize>>);
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-    end: usize,
+pub(crate) struct Reader<'a> {
+    pub(crate) buf: &'a [u8],
+    pub(crate) pos: usize,
+    pub(crate) end: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn err(&self, what: &'static str) -> WireError {
+    pub(crate) fn err(&self, what: &'static str) -> WireError {
         WireError { at: self.pos, what }
     }
 
@@ -55,6 +55,10 @@ impl<'a> Reader<'a> {
             let Some(&b) = self.buf.get(self.pos).filter(|_| self.pos < self.end) else {
                 return Err(self.err("truncated varint"));
             };
+            if shift == 63 && b > 1 {
+                // prost rejects a tenth byte above 1 (the value would overflow 64 bits).
+                return Err(self.err("varint overflows 64 bits"));
+            }
             self.pos += 1;
             v |= u64::from(b & 0x7f) << shift;
             if b < 0x80 {
@@ -64,13 +68,24 @@ impl<'a> Reader<'a> {
         Err(self.err("varint too long"))
     }
 
-    /// Next (field number, wire type, range of a length-delimited payload), or `None` at the end.
+    /// Next (field number, range of a length-delimited payload), or `None` at the end.
     fn field(&mut self) -> Result<Option<Field>, WireError> {
+        Ok(self.field_typed()?.map(|(num, _, range)| (num, range)))
+    }
+
+    /// Next (field number, wire type, range of a length-delimited payload), or `None` at the end.
+    /// Rejects field number 0 and numbers above 2^29 - 1, as prost does.
+    pub(crate) fn field_typed(
+        &mut self,
+    ) -> Result<Option<(u64, u64, Option<Range<usize>>)>, WireError> {
         if self.pos >= self.end {
             return Ok(None);
         }
         let key = self.varint()?;
         let (num, wt) = (key >> 3, key & 7);
+        if num == 0 || num > (1 << 29) - 1 {
+            return Err(self.err("invalid field number"));
+        }
         let skip = |r: &mut Self, n: usize| {
             if r.end - r.pos < n {
                 return Err(r.err("truncated field"));
@@ -96,7 +111,7 @@ impl<'a> Reader<'a> {
             }
             _ => return Err(self.err("unsupported wire type")),
         };
-        Ok(Some((num, range)))
+        Ok(Some((num, wt, range)))
     }
 }
 

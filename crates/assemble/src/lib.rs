@@ -6,6 +6,7 @@ pub mod assembly;
 pub mod attributes;
 pub mod encoded_spans;
 mod payloads;
+pub mod request_check;
 pub mod rules;
 mod session_builder;
 mod span_index;
@@ -14,6 +15,7 @@ mod warnings;
 
 pub use assembly::{assemble, AssembledRun};
 pub use encoded_spans::{split_encoded_by_trace, EncodedSpan, EncodedTraces, WireError};
+pub use request_check::{check_encoded_request, EncodedCheck};
 pub use rules::{MappingRules, ModelPrice, Rule, RulesError};
 pub use span_record::{split_by_trace, SpanRecord, SplitTraces};
 pub use warnings::MAX_WARNINGS;
