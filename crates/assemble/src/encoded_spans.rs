@@ -38,6 +38,9 @@ pub struct WireError {
 /// A field's number and, for a length-delimited field, the range of its payload.
 type Field = (u64, Option<Range<usize>>);
 
+/// A field's number, wire type and, for a length-delimited field, the range of its payload.
+pub(crate) type TypedField = (u64, u64, Option<Range<usize>>);
+
 pub(crate) struct Reader<'a> {
     pub(crate) buf: &'a [u8],
     pub(crate) pos: usize,
@@ -75,9 +78,7 @@ impl<'a> Reader<'a> {
 
     /// Next (field number, wire type, range of a length-delimited payload), or `None` at the end.
     /// Rejects field number 0 and numbers above 2^29 - 1, as prost does.
-    pub(crate) fn field_typed(
-        &mut self,
-    ) -> Result<Option<(u64, u64, Option<Range<usize>>)>, WireError> {
+    pub(crate) fn field_typed(&mut self) -> Result<Option<TypedField>, WireError> {
         if self.pos >= self.end {
             return Ok(None);
         }

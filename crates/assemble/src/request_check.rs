@@ -143,10 +143,8 @@ fn walk(
         }
         let Some(p) = payload else { continue };
         match k {
-            Kind::Str => {
-                if std::str::from_utf8(&buf[p]).is_err() {
-                    return Err(r.err("invalid UTF-8 in a string field"));
-                }
+            Kind::Str if std::str::from_utf8(&buf[p.clone()]).is_err() => {
+                return Err(r.err("invalid UTF-8 in a string field"));
             }
             Kind::Bytes if m == M::Span => match num {
                 1 => ids.trace = p,
