@@ -1,33 +1,209 @@
 //! OTLP/gRPC: the `opentelemetry.proto.collector.trace.v1.TraceService/Export` implementation
-//! on top of the shared ack path.
+//! on top of the shared ack path. The request reaches the handler as its raw protobuf bytes (a
+//! codec that does not decode, [`RawRequestCodec`]) so that [`Ingest::export_encoded`] can check
+//! it read-only and store it as received.
 
-use crate::ingest::{Ingest, IngestError};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use crate::ingest::{Ingest, IngestError, RawExportError};
+use bytes::{Buf, Bytes};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use prost::Message;
 use std::sync::Arc;
-use tonic::{Request, Response, Status};
+use std::task::{Context, Poll};
+use tonic::codec::{
+    Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder,
+};
+use tonic::codegen::{http, BoxFuture, Service, StdError};
+use tonic::Status;
 
 /// The gRPC face of [`Ingest`].
 pub struct GrpcTraceService {
     pub(crate) ingest: Arc<Ingest>,
 }
 
-#[tonic::async_trait]
-impl TraceService for GrpcTraceService {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        match self.ingest.export(request.into_inner(), None).await {
-            Ok(resp) => Ok(Response::new(resp)),
-            Err(e @ (IngestError::Busy(_) | IngestError::ShuttingDown)) => {
+impl GrpcTraceService {
+    async fn export(&self, raw: Bytes) -> Result<ExportTraceServiceResponse, Status> {
+        match self.ingest.export_encoded(raw).await {
+            Ok(resp) => Ok(resp),
+            Err(RawExportError::Malformed(e)) => Err(Status::invalid_argument(format!(
+                "failed to decode Protobuf message: {e}"
+            ))),
+            Err(RawExportError::Ingest(e @ (IngestError::Busy(_) | IngestError::ShuttingDown))) => {
                 Err(Status::unavailable(e.to_string()))
             }
-            Err(e) if e.is_retryable() => Err(Status::unavailable(e.to_string())),
-            Err(e) => Err(Status::internal(e.to_string())),
+            Err(RawExportError::Ingest(e)) if e.is_retryable() => {
+                Err(Status::unavailable(e.to_string()))
+            }
+            Err(RawExportError::Ingest(e)) => Err(Status::internal(e.to_string())),
         }
+    }
+}
+
+/// A tonic codec whose decoder yields the request message's bytes (after gRPC framing and
+/// decompression, which tonic does) without decoding them, and whose encoder writes the
+/// prost-encoded response.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RawRequestCodec;
+
+/// Decoder half of [`RawRequestCodec`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RawDecoder;
+
+/// Encoder half of [`RawRequestCodec`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ResponseEncoder;
+
+impl Codec for RawRequestCodec {
+    type Encode = ExportTraceServiceResponse;
+    type Decode = Bytes;
+    type Encoder = ResponseEncoder;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ResponseEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawDecoder
+    }
+}
+
+impl Decoder for RawDecoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        // Zero-copy: split off tonic's buffer.
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+impl Encoder for ResponseEncoder {
+    type Item = ExportTraceServiceResponse;
+    type Error = Status;
+
+    fn encode(
+        &mut self,
+        item: ExportTraceServiceResponse,
+        dst: &mut EncodeBuf<'_>,
+    ) -> Result<(), Status> {
+        item.encode(dst)
+            .map_err(|e| Status::internal(format!("failed to encode the response: {e}")))
+    }
+}
+
+/// `TraceService` server over [`RawRequestCodec`]: the generated `TraceServiceServer` with
+/// the request left encoded. Same builder methods.
+pub struct RawTraceServiceServer {
+    inner: Arc<GrpcTraceService>,
+    accept: EnabledCompressionEncodings,
+    send: EnabledCompressionEncodings,
+    max_decoding_message_size: Option<usize>,
+}
+
+impl Clone for RawTraceServiceServer {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            accept: self.accept,
+            send: self.send,
+            max_decoding_message_size: self.max_decoding_message_size,
+        }
+    }
+}
+
+/// The one method this server answers.
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+impl RawTraceServiceServer {
+    pub fn new(svc: GrpcTraceService) -> Self {
+        Self {
+            inner: Arc::new(svc),
+            accept: EnabledCompressionEncodings::default(),
+            send: EnabledCompressionEncodings::default(),
+            max_decoding_message_size: None,
+        }
+    }
+
+    /// Accepts requests compressed with `encoding`.
+    #[must_use]
+    pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+        self.accept.enable(encoding);
+        self
+    }
+
+    /// Compresses responses with `encoding` when the client accepts it.
+    #[must_use]
+    pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+        self.send.enable(encoding);
+        self
+    }
+
+    /// Largest request message accepted (after decompression).
+    #[must_use]
+    pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+        self.max_decoding_message_size = Some(limit);
+        self
+    }
+}
+
+impl tonic::server::NamedService for RawTraceServiceServer {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+
+struct ExportSvc(Arc<GrpcTraceService>);
+
+impl tonic::server::UnaryService<Bytes> for ExportSvc {
+    type Response = ExportTraceServiceResponse;
+    type Future = BoxFuture<tonic::Response<Self::Response>, Status>;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let inner = Arc::clone(&self.0);
+        Box::pin(async move {
+            inner
+                .export(request.into_inner())
+                .await
+                .map(tonic::Response::new)
+        })
+    }
+}
+
+impl<B> Service<http::Request<B>> for RawTraceServiceServer
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path() != EXPORT_PATH {
+            return Box::pin(async move {
+                let mut response = http::Response::new(tonic::body::Body::default());
+                let headers = response.headers_mut();
+                headers.insert(
+                    Status::GRPC_STATUS,
+                    (tonic::Code::Unimplemented as i32).into(),
+                );
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    tonic::metadata::GRPC_CONTENT_TYPE,
+                );
+                Ok(response)
+            });
+        }
+        let (accept, send, max) = (self.accept, self.send, self.max_decoding_message_size);
+        let method = ExportSvc(Arc::clone(&self.inner));
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(RawRequestCodec)
+                .apply_compression_config(accept, send)
+                .apply_max_message_size_config(max, None);
+            Ok(grpc.unary(method, req).await)
+        })
     }
 }
 

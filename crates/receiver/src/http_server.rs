@@ -5,7 +5,7 @@
 
 use crate::auth::BearerToken;
 use crate::body_decode::{decode_request, decompress, DecodeError, Encoding};
-use crate::ingest::{Ingest, IngestError};
+use crate::ingest::{Ingest, IngestError, RawExportError};
 use crate::otlp_json;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -194,7 +194,7 @@ async fn export(State(st): State<Arc<HttpState>>, headers: HeaderMap, body: Body
     } else {
         decode_body(&wire, content_encoding, limit, enc)
     };
-    let (req, plain) = match decoded {
+    let (req, plain): (Option<ExportTraceServiceRequest>, Vec<u8>) = match decoded {
         Ok(x) => x,
         Err(DecodeError::TooLarge { limit }) => return too_large(enc, limit),
         Err(DecodeError::UnsupportedEncoding(e)) => {
@@ -207,11 +207,16 @@ async fn export(State(st): State<Arc<HttpState>>, headers: HeaderMap, body: Body
         }
         Err(e) => return bad_request(enc, e),
     };
-    let raw = match enc {
-        Encoding::Protobuf => Some(Bytes::from(plain)),
-        Encoding::Json => None,
+    let exported = match req {
+        // Protobuf: checked read-only, decoded only when needed (see `Ingest::export_encoded`).
+        None => match st.ingest.export_encoded(Bytes::from(plain)).await {
+            Ok(resp) => Ok(resp),
+            Err(RawExportError::Malformed(e)) => return bad_request(enc, DecodeError::Protobuf(e)),
+            Err(RawExportError::Ingest(e)) => Err(e),
+        },
+        Some(req) => st.ingest.export(req, None).await,
     };
-    match st.ingest.export(req, raw).await {
+    match exported {
         Ok(resp) => {
             let body = match enc {
                 Encoding::Protobuf => resp.encode_to_vec(),
@@ -243,15 +248,19 @@ async fn export(State(st): State<Arc<HttpState>>, headers: HeaderMap, body: Body
 /// Bodies above this size are decoded on the blocking pool.
 const OFFLOAD_BYTES: usize = 256 << 10;
 
-/// Inflates and parses a body; also returns the inflated bytes (stored as-is when protobuf).
+/// Inflates a body and parses it when it is JSON; protobuf is left encoded (`None`) for
+/// `Ingest::export_encoded`. Also returns the inflated bytes.
 fn decode_body(
     wire: &[u8],
     content_encoding: Option<String>,
     limit: usize,
     enc: Encoding,
-) -> Result<(ExportTraceServiceRequest, Vec<u8>), DecodeError> {
+) -> Result<(Option<ExportTraceServiceRequest>, Vec<u8>), DecodeError> {
     let plain = decompress(wire, content_encoding.as_deref(), limit)?;
-    let req = decode_request(&plain, enc)?;
+    let req = match enc {
+        Encoding::Protobuf => None,
+        Encoding::Json => Some(decode_request(&plain, enc)?),
+    };
     Ok((req, plain))
 }
 

@@ -14,6 +14,7 @@ use prost::Message;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::{mpsc, Semaphore};
+use traj_assemble::check_encoded_request;
 use traj_store::{Store, StoreError};
 
 /// Why a batch was not acknowledged.
@@ -40,6 +41,21 @@ impl IngestError {
     }
 }
 
+/// Why an encoded request was not acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum RawExportError {
+    /// Not a valid `ExportTraceServiceRequest` (HTTP 400, gRPC INVALID_ARGUMENT).
+    #[error("failed to decode Protobuf message: {0}")]
+    Malformed(prost::DecodeError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+}
+
+/// Spans that passed the checks.
+struct SpanCount {
+    accepted: u64,
+}
+
 /// Everything the ack path needs, shared by both transports.
 pub struct Ingest {
     pub(crate) store: Store,
@@ -58,11 +74,62 @@ impl Ingest {
     /// it (HTTP/protobuf); it is stored as-is when no span was rejected.
     pub async fn export(
         &self,
+        req: ExportTraceServiceRequest,
+        raw: Option<Bytes>,
+    ) -> Result<ExportTraceServiceResponse, IngestError> {
+        ReceiverMetrics::add(&self.metrics.requests, 1);
+        self.export_decoded(req, raw).await
+    }
+
+    /// Handles one export request given as its protobuf encoding (gRPC and HTTP/protobuf), without
+    /// decoding it when possible: [`check_encoded_request`] walks the bytes read-only (wire
+    /// format, UTF-8 of strings, span ids) and, when every span is valid and receive-side
+    /// redaction is off, the bytes are stored as received. Otherwise (a span is rejected, the walk
+    /// refuses something, or redaction is on) the request is decoded with prost and takes the
+    /// decoded path; a request prost cannot decode is [`RawExportError::Malformed`].
+    pub async fn export_encoded(
+        &self,
+        raw: Bytes,
+    ) -> Result<ExportTraceServiceResponse, RawExportError> {
+        let m = &self.metrics;
+        ReceiverMetrics::add(&m.requests, 1);
+        // Cheap caps first: a refused request costs no walk.
+        if self.in_flight.available_permits() == 0 {
+            return Ok(self.refuse(format!(
+                "{} spans in flight (cap {})",
+                self.max_spans_in_flight, self.max_spans_in_flight
+            ))?);
+        }
+        let open = ReceiverMetrics::get(&m.open_runs) as usize;
+        if open >= self.max_open_runs {
+            return Ok(self.refuse(format!("{open} open runs (cap {})", self.max_open_runs))?);
+        }
+        match check_encoded_request(&raw) {
+            Ok(c) if c.invalid_spans == 0 && self.redact.is_none() => {
+                if c.valid_spans == 0 {
+                    return Ok(ExportTraceServiceResponse::default());
+                }
+                Ok(self
+                    .admit(c.valid_spans, ExportTraceServiceResponse::default(), || raw)
+                    .await?)
+            }
+            walked => {
+                if let Err(e) = &walked {
+                    tracing::debug!(error = %e, "lazy check refused the request; full decode");
+                }
+                let req = ExportTraceServiceRequest::decode(raw.as_ref())
+                    .map_err(RawExportError::Malformed)?;
+                Ok(self.export_decoded(req, Some(raw)).await?)
+            }
+        }
+    }
+
+    async fn export_decoded(
+        &self,
         mut req: ExportTraceServiceRequest,
         raw: Option<Bytes>,
     ) -> Result<ExportTraceServiceResponse, IngestError> {
         let m = &self.metrics;
-        ReceiverMetrics::add(&m.requests, 1);
         let check = check_request(&mut req);
         ReceiverMetrics::add(&m.spans_rejected, check.rejected);
         if check.rejected > 0 {
@@ -87,6 +154,25 @@ impl Ingest {
             }
             None => false,
         };
+        let clean = check.rejected == 0 && !redacted;
+        self.admit(check.accepted, response, move || match raw {
+            // The decoded request is dropped here, before the store append.
+            Some(raw) if clean => raw,
+            _ => Bytes::from(req.encode_to_vec()),
+        })
+        .await
+    }
+
+    /// Caps, raw store append (awaiting its commit), hand-off to the run manager and forwarders,
+    /// for `accepted` (> 0) valid spans whose encoding `bytes` yields.
+    async fn admit(
+        &self,
+        accepted: u64,
+        response: ExportTraceServiceResponse,
+        bytes: impl FnOnce() -> Bytes,
+    ) -> Result<ExportTraceServiceResponse, IngestError> {
+        let m = &self.metrics;
+        let check = SpanCount { accepted };
 
         // Backpressure: every cap is checked before anything is stored.
         let n = u32::try_from(check.accepted).unwrap_or(u32::MAX);
@@ -123,10 +209,7 @@ impl Ingest {
         m.spans_in_flight
             .fetch_add(check.accepted, Ordering::Relaxed);
 
-        let bytes = match raw {
-            Some(raw) if check.rejected == 0 && !redacted => raw,
-            _ => Bytes::from(req.encode_to_vec()),
-        };
+        let bytes = bytes();
         let len = bytes.len() as u64;
         let appended = self.store.append(bytes.clone()).await;
         m.spans_in_flight
@@ -144,9 +227,7 @@ impl Ingest {
         ReceiverMetrics::add(&m.bytes_stored, len);
         ReceiverMetrics::add(&m.spans_received, check.accepted);
         m.queue_depth.fetch_add(1, Ordering::Relaxed);
-        // The decoded request is dropped here, on the ack path's thread; the run manager gets
-        // the stored bytes (refcounted, no copy) and walks them lazily.
-        drop(req);
+        // The run manager gets the stored bytes (refcounted, no copy) and walks them lazily.
         slot.send(RunMsg::Batch {
             seq,
             bytes: bytes.clone(),

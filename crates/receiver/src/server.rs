@@ -6,13 +6,12 @@
 use crate::auth::BearerToken;
 use crate::config::{ConfigError, Fsync, ReceiverConfig};
 use crate::forward::{Forwarder, Target};
-use crate::grpc_server::{GrpcTraceService, OtlpStatusCodes};
+use crate::grpc_server::{GrpcTraceService, OtlpStatusCodes, RawTraceServiceServer};
 use crate::http_server::{router, HttpState};
 use crate::ingest::Ingest;
 use crate::receiver_metrics::ReceiverMetrics;
 use crate::run_manager::{tick_interval, RunManager, RunManagerConfig, RunMsg};
 use crate::tls::{TlsListener, TlsMaterial};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -203,7 +202,7 @@ impl Receiver {
             let incoming =
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             let svc = OtlpStatusCodes {
-                inner: TraceServiceServer::new(GrpcTraceService {
+                inner: RawTraceServiceServer::new(GrpcTraceService {
                     ingest: Arc::clone(&ingest),
                 })
                 .accept_compressed(CompressionEncoding::Gzip)
