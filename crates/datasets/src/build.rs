@@ -5,7 +5,7 @@
 
 use crate::config::BuildConfig;
 use crate::labels::Labels;
-use crate::minhash::{near_duplicate_clusters, normalize_goal, MinHasher, UnionFind};
+use crate::minhash::{near_duplicate_clusters_spilled, normalize_goal, MinHasher, UnionFind};
 use crate::output::{sha256_file, write_file, AtomicFile, Written};
 use crate::quality::{check_run, shape, DriftTracker};
 use crate::redact::{redact_row, Redactor};
@@ -93,9 +93,8 @@ struct RunKey {
     goal_hash: String,
     key_steps_hash: String,
     outcome: Outcome,
-    signature: Vec<u64>,
-    session_sha256: String,
-    events_sha256: String,
+    /// Index of the run's MinHash signature in the spill file.
+    record: usize,
 }
 
 /// The hash of the sequence of (role, tool, verdict) of a run: planner stages with the tools of
@@ -287,6 +286,17 @@ pub fn build(inputs: &BuildInputs) -> Result<BuildSummary, BuildError> {
     let hasher = MinHasher::new(&cfg.near_dup, inputs.seed);
     let mut drift = DriftTracker::default();
     let mut keys: Vec<RunKey> = Vec::new();
+    // MinHash signatures (1 KiB per run by default) go to a spill file, not the heap.
+    let spill_path = out.join(".near_dup_signatures.tmp");
+    let spill_file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&spill_path)
+        .map_err(io_at(&spill_path))?;
+    let mut spill = io::BufWriter::with_capacity(1 << 20, &spill_file);
+    let mut sig_len = 0usize;
     let mut labels_used: BTreeSet<String> = BTreeSet::new();
 
     // ---- pass 1: quality, keys --------------------------------------------------------------
@@ -334,9 +344,18 @@ pub fn build(inputs: &BuildInputs) -> Result<BuildSummary, BuildError> {
             goal_hash: goal_hash(&run.session.goal),
             key_steps_hash: key_steps_hash(&idx),
             outcome: idx.outcome,
-            signature: hasher.signature(&run.session.goal),
-            session_sha256: sha256_file(&sp).map_err(io_at(&sp))?,
+            record: keys.len(),
+        });
+        let sig = hasher.signature(&run.session.goal);
+        sig_len = sig.len();
+        for v in sig {
+            io::Write::write_all(&mut spill, &v.to_le_bytes()).map_err(io_at(&spill_path))?;
+        }
+        // Same order as the keys: the manifest lists every input, kept or not.
+        rep.inputs.push(crate::report::InputHashes {
             events_sha256: sha256_file(&ep).map_err(io_at(&ep))?,
+            run_id: dir.run_id.clone(),
+            session_sha256: sha256_file(&sp).map_err(io_at(&sp))?,
         });
     }
     progress("scan", total, total);
@@ -346,11 +365,6 @@ pub fn build(inputs: &BuildInputs) -> Result<BuildSummary, BuildError> {
     let mut first_of: BTreeMap<(String, String, Outcome), String> = BTreeMap::new();
     let mut kept: Vec<RunKey> = Vec::new();
     for k in keys {
-        rep.inputs.push(json!({
-            "run_id": k.dir.run_id,
-            "session_sha256": k.session_sha256,
-            "events_sha256": k.events_sha256,
-        }));
         let dk = (k.goal_hash.clone(), k.key_steps_hash.clone(), k.outcome);
         if cfg.dedup.enabled {
             if let Some(first) = first_of.get(&dk) {
@@ -363,12 +377,13 @@ pub fn build(inputs: &BuildInputs) -> Result<BuildSummary, BuildError> {
     }
 
     // ---- near-duplicates and split ----------------------------------------------------------
-    // Moved out, not cloned: at 100 000 runs a second copy of the signatures is ~100 MB of peak RSS.
-    let sigs: Vec<Vec<u64>> = kept
-        .iter_mut()
-        .map(|k| std::mem::take(&mut k.signature))
-        .collect();
-    let clusters = near_duplicate_clusters(&sigs, &cfg.near_dup);
+    io::Write::flush(&mut spill).map_err(io_at(&spill_path))?;
+    drop(spill);
+    let records: Vec<usize> = kept.iter().map(|k| k.record).collect();
+    let clusters = near_duplicate_clusters_spilled(&spill_file, &records, sig_len, &cfg.near_dup)
+        .map_err(io_at(&spill_path))?;
+    drop(spill_file);
+    std::fs::remove_file(&spill_path).map_err(io_at(&spill_path))?;
     let families: Vec<String> = kept
         .iter()
         .map(|k| k.family.clone())
@@ -493,28 +508,51 @@ pub fn build(inputs: &BuildInputs) -> Result<BuildSummary, BuildError> {
             json!({"sha256": w.sha256, "bytes": w.bytes, "lines": w.lines}),
         );
     }
-    let manifest = json!({
-        "traj_version": env!("CARGO_PKG_VERSION"),
-        "schema_version": SCHEMA_VERSION,
-        "seed": inputs.seed,
-        "format": inputs.format.as_str(),
-        "config": cfg,
-        "config_hash": cfg.hash(),
-        "redaction": {"policy": inputs.redactor.name(), "version": inputs.redactor.version()},
-        "inputs": {
-            "runs_dirs": inputs.runs.iter().map(|p| p.to_string_lossy().into_owned()).collect::<Vec<_>>(),
-            "labels_sha256": inputs.labels.sha256(),
-            "runs": rep.inputs,
+    // Serialized from borrowed parts (fields in sorted key order, as a `serde_json` object would
+    // write them): the per-run input list is not copied into a `Value`.
+    #[derive(serde::Serialize)]
+    struct ManifestInputs<'a> {
+        labels_sha256: Value,
+        runs: &'a [crate::report::InputHashes],
+        runs_dirs: Vec<String>,
+    }
+    #[derive(serde::Serialize)]
+    struct Manifest<'a> {
+        config: Value,
+        config_hash: Value,
+        counts: &'a BTreeMap<String, BTreeMap<String, u64>>,
+        files: BTreeMap<String, Value>,
+        format: &'a str,
+        inputs: ManifestInputs<'a>,
+        redaction: Value,
+        schema_version: Value,
+        seed: u64,
+        traj_version: &'a str,
+    }
+    let manifest = Manifest {
+        config: json!(cfg),
+        config_hash: json!(cfg.hash()),
+        counts: &rep.rows,
+        files,
+        format: inputs.format.as_str(),
+        inputs: ManifestInputs {
+            labels_sha256: json!(inputs.labels.sha256()),
+            runs: &rep.inputs,
+            runs_dirs: inputs
+                .runs
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
         },
-        "counts": rep.rows,
-        "files": files,
-    });
+        redaction: json!({"policy": inputs.redactor.name(), "version": inputs.redactor.version()}),
+        schema_version: json!(SCHEMA_VERSION),
+        seed: inputs.seed,
+        traj_version: env!("CARGO_PKG_VERSION"),
+    };
     let p = out.join("manifest.json");
-    write_file(
-        &p,
-        (serde_json::to_string_pretty(&manifest).unwrap_or_default() + "\n").as_bytes(),
-    )
-    .map_err(io_at(&p))?;
+    let mut text = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+    text.push(b'\n');
+    write_file(&p, &text).map_err(io_at(&p))?;
 
     Ok(BuildSummary {
         runs_found: total as u64,

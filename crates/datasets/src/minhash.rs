@@ -170,6 +170,76 @@ pub fn near_duplicate_clusters(signatures: &[Vec<u64>], config: &NearDupConfig) 
     (0..signatures.len()).map(|i| uf.find(i)).collect()
 }
 
+/// [`near_duplicate_clusters`] over signatures spilled to `file` (each `sig_len` little-endian
+/// u64s, back to back; run `i` is record `records[i]`), so peak memory does not grow with the
+/// signatures (1 KiB per run by default): each band is read sequentially into its buckets (
+/// `rows` values per run), and only the members of a bucket with more than one run have their
+/// full signature read back. Same clusters as the in-memory version.
+pub fn near_duplicate_clusters_spilled(
+    file: &std::fs::File,
+    records: &[usize],
+    sig_len: usize,
+    config: &NearDupConfig,
+) -> std::io::Result<Vec<usize>> {
+    use std::io::{BufReader, Read, Seek, SeekFrom};
+    use std::os::unix::fs::FileExt;
+    let read_full = |rec: usize| -> std::io::Result<Vec<u64>> {
+        let mut b = vec![0u8; sig_len * 8];
+        file.read_exact_at(&mut b, (rec * sig_len * 8) as u64)?;
+        Ok(b.chunks_exact(8)
+            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect())
+    };
+    let mut uf = UnionFind::new(records.len());
+    let rows = config.rows.max(1);
+    let n_records = records.iter().copied().max().map_or(0, |m| m + 1);
+    for band in 0..config.bands.max(1) {
+        let lo = band * rows;
+        if lo + rows > sig_len {
+            continue;
+        }
+        // Band slices of every record, read in one sequential pass.
+        let mut slices: Vec<u64> = Vec::with_capacity(n_records * rows);
+        let mut f = file;
+        f.seek(SeekFrom::Start(0))?;
+        let mut r = BufReader::with_capacity(1 << 20, f);
+        let mut sig = vec![0u8; sig_len * 8];
+        for _ in 0..n_records {
+            r.read_exact(&mut sig)?;
+            for c in sig[lo * 8..(lo + rows) * 8].chunks_exact(8) {
+                slices.push(u64::from_le_bytes([
+                    c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+                ]));
+            }
+        }
+        let mut buckets: BTreeMap<&[u64], Vec<usize>> = BTreeMap::new();
+        for (i, &rec) in records.iter().enumerate() {
+            buckets
+                .entry(&slices[rec * rows..(rec + 1) * rows])
+                .or_default()
+                .push(i);
+        }
+        for members in buckets.values().filter(|m| m.len() > 1) {
+            let full: Vec<Vec<u64>> = members
+                .iter()
+                .map(|&i| read_full(records[i]))
+                .collect::<Result<_, _>>()?;
+            for (j, &other) in members.iter().enumerate().skip(1) {
+                if estimated_jaccard(&full[0], &full[j]) >= config.threshold {
+                    uf.union(members[0], other);
+                } else {
+                    for (x, &m) in members.iter().enumerate() {
+                        if m != other && estimated_jaccard(&full[x], &full[j]) >= config.threshold {
+                            uf.union(m, other);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok((0..records.len()).map(|i| uf.find(i)).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +269,43 @@ mod tests {
         assert_eq!(c[1], 0);
         assert_eq!(c[2], 0, "one extra word keeps it a near-duplicate");
         assert_eq!(c[3], 3);
+    }
+
+    #[test]
+    fn spilled_clusters_equal_in_memory_clusters() {
+        use std::io::Write;
+        let cfg = NearDupConfig::default();
+        let h = MinHasher::new(&cfg, 7);
+        let words = [
+            "sum", "the", "column", "of", "sales", "csv", "report", "total", "amount",
+        ];
+        let goals: Vec<String> = (0..300usize)
+            .map(|i| {
+                (0..8)
+                    .map(|j| words[(i * 7 + j * (i % 5 + 1)) % words.len()])
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    + &format!(" {}", i % 40)
+            })
+            .collect();
+        let sigs: Vec<Vec<u64>> = goals.iter().map(|g| h.signature(g)).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        for s in &sigs {
+            for v in s {
+                file.write_all(&v.to_le_bytes()).unwrap();
+            }
+        }
+        // A subset, as after exact dedup: every third run left out.
+        let records: Vec<usize> = (0..sigs.len()).filter(|i| i % 3 != 1).collect();
+        let subset: Vec<Vec<u64>> = records.iter().map(|&i| sigs[i].clone()).collect();
+        let mem = near_duplicate_clusters(&subset, &cfg);
+        let spilled =
+            near_duplicate_clusters_spilled(&file, &records, sigs[0].len(), &cfg).unwrap();
+        assert_eq!(mem, spilled);
+        assert!(
+            mem.iter().enumerate().any(|(i, &c)| c != i),
+            "the fixture has near-duplicates"
+        );
     }
 
     #[test]

@@ -107,7 +107,16 @@ pub struct Report {
     pub role_metrics: Option<Value>,
     /// Per-run input hashes (written to the manifest, not the report).
     #[serde(skip)]
-    pub inputs: Vec<Value>,
+    pub inputs: Vec<InputHashes>,
+}
+
+/// One run's entry in the manifest's `inputs.runs`: a plain struct (fields in the sorted key
+/// order the manifest uses) instead of a `serde_json` object, ~3x smaller per run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct InputHashes {
+    pub events_sha256: String,
+    pub run_id: String,
+    pub session_sha256: String,
 }
 
 fn bump(m: &mut BTreeMap<String, u64>, k: &str) {
