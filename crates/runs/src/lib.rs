@@ -74,7 +74,11 @@ pub enum Durability {
 /// Writes one run atomically (and durably) and returns its directory. The directory name comes
 /// only from `session.run_id`, which must be a valid run id (hex trace id), so span content can
 /// never choose a path.
-pub fn write_run(runs_dir: &Path, session: &Session, events: &[Event]) -> Result<PathBuf, RunsError> {
+pub fn write_run(
+    runs_dir: &Path,
+    session: &Session,
+    events: &[Event],
+) -> Result<PathBuf, RunsError> {
     write_run_with(runs_dir, session, events, Durability::Fsync)
 }
 
