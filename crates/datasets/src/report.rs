@@ -8,7 +8,7 @@ use crate::runview::RunIndex;
 use crate::split::Split;
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use traj_schema::{Outcome, ToolStatus};
 
@@ -205,18 +205,33 @@ impl Report {
         _families: &[String],
         _unit_of_family: &[usize],
     ) {
-        let mut fam_splits: BTreeMap<&str, BTreeSet<Split>> = BTreeMap::new();
-        let mut cluster_splits: BTreeMap<usize, BTreeSet<Split>> = BTreeMap::new();
-        let mut goal_splits: BTreeMap<&str, BTreeSet<Split>> = BTreeMap::new();
-        let mut cluster_sizes: BTreeMap<usize, (u64, BTreeSet<&str>)> = BTreeMap::new();
+        // Per-key sets of splits as bit sets, and per cluster (size, first family, more than one
+        // family): one entry per run at most, so these stay small at 100 000 runs.
+        #[derive(Default, Clone, Copy)]
+        struct SplitSet(u8);
+        impl SplitSet {
+            fn insert(&mut self, s: Split) {
+                self.0 |= 1 << s as u8;
+            }
+            fn contains(&self, s: &Split) -> bool {
+                self.0 & (1 << *s as u8) != 0
+            }
+            fn len(&self) -> u32 {
+                self.0.count_ones()
+            }
+        }
+        let mut fam_splits: BTreeMap<&str, SplitSet> = BTreeMap::new();
+        let mut cluster_splits: BTreeMap<usize, SplitSet> = BTreeMap::new();
+        let mut goal_splits: BTreeMap<&str, SplitSet> = BTreeMap::new();
+        let mut cluster_sizes: BTreeMap<usize, (u64, &str, bool)> = BTreeMap::new();
         for (i, (_, fam, goal)) in runs.iter().enumerate() {
             let s = split_of_run[i];
             fam_splits.entry(fam).or_default().insert(s);
             cluster_splits.entry(clusters[i]).or_default().insert(s);
             goal_splits.entry(goal).or_default().insert(s);
-            let c = cluster_sizes.entry(clusters[i]).or_default();
+            let c = cluster_sizes.entry(clusters[i]).or_insert((0, fam, false));
             c.0 += 1;
-            c.1.insert(fam);
+            c.2 |= c.1 != *fam;
             let st = self.splits.entry(s.as_str().to_string()).or_default();
             if !st.goal_families.iter().any(|f| f == fam) {
                 st.goal_families.push(fam.to_string());
@@ -225,7 +240,7 @@ impl Report {
         for st in self.splits.values_mut() {
             st.goal_families.sort();
         }
-        fn multi<K>(m: &BTreeMap<K, BTreeSet<Split>>) -> u64 {
+        fn multi<K>(m: &BTreeMap<K, SplitSet>) -> u64 {
             m.values().filter(|s| s.len() > 1).count() as u64
         }
         self.leakage.shared_goal_families = multi(&fam_splits);
@@ -233,7 +248,7 @@ impl Report {
         self.leakage.shared_goals = multi(&goal_splits);
         for (i, a) in Split::ALL.iter().enumerate() {
             for b in &Split::ALL[i + 1..] {
-                let both = |s: &BTreeSet<Split>| s.contains(a) && s.contains(b);
+                let both = |s: &SplitSet| s.contains(a) && s.contains(b);
                 self.leakage.pairs.insert(
                     format!("{}|{}", a.as_str(), b.as_str()),
                     PairLeak {
@@ -249,12 +264,12 @@ impl Report {
                 );
             }
         }
-        for (n, fams) in cluster_sizes.values() {
+        for (n, _, several_families) in cluster_sizes.values() {
             if *n > 1 {
                 self.dedup.near_duplicate_clusters += 1;
                 self.dedup.runs_in_near_duplicate_clusters += n;
             }
-            if fams.len() > 1 {
+            if *several_families {
                 self.dedup.cross_family_clusters += 1;
             }
         }
