@@ -495,9 +495,8 @@ pub fn build(inputs: &BuildInputs) -> Result<BuildSummary, BuildError> {
         "by_split": m.groups.split,
     }));
     rep.finish();
-    let report_json = serde_json::to_string_pretty(&rep).unwrap_or_default() + "\n";
     let p = out.join("report.json");
-    written.push(write_file(&p, report_json.as_bytes()).map_err(io_at(&p))?);
+    written.push(crate::output::write_pretty_json(&p, &rep).map_err(io_at(&p))?);
     let p = out.join("report.md");
     written.push(write_file(&p, report::markdown(&rep).as_bytes()).map_err(io_at(&p))?);
 
@@ -550,9 +549,7 @@ pub fn build(inputs: &BuildInputs) -> Result<BuildSummary, BuildError> {
         traj_version: env!("CARGO_PKG_VERSION"),
     };
     let p = out.join("manifest.json");
-    let mut text = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
-    text.push(b'\n');
-    write_file(&p, &text).map_err(io_at(&p))?;
+    crate::output::write_pretty_json(&p, &manifest).map_err(io_at(&p))?;
 
     Ok(BuildSummary {
         runs_found: total as u64,

@@ -118,6 +118,32 @@ impl Drop for AtomicFile {
     }
 }
 
+/// `io::Write` over an [`AtomicFile`] that counts lines, for streaming serialization.
+struct LineCounting<'a>(&'a mut AtomicFile);
+
+impl Write for LineCounting<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write_all(buf)?;
+        self.0.lines += buf.iter().filter(|b| **b == b'\n').count() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes `value` as pretty JSON plus a final newline, atomically, streamed to the file (the
+/// same bytes as `to_string_pretty(value) + "\n"` through [`write_file`], without the whole text
+/// in memory: report.json and manifest.json are ~25 MB each at 100 000 runs).
+pub fn write_pretty_json(path: &Path, value: &impl serde::Serialize) -> io::Result<Written> {
+    let mut f = AtomicFile::create(path)?;
+    let mut w = LineCounting(&mut f);
+    serde_json::to_writer_pretty(&mut w, value).map_err(io::Error::other)?;
+    w.write_all(b"\n")?;
+    f.commit()
+}
+
 /// Writes a whole file atomically.
 pub fn write_file(path: &Path, bytes: &[u8]) -> io::Result<Written> {
     let mut f = AtomicFile::create(path)?;
