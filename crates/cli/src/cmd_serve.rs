@@ -40,7 +40,7 @@ pub struct Args {
     /// Open runs held in memory before new batches are refused (retryable) [default: 10000].
     #[arg(long)]
     max_open_runs: Option<usize>,
-    /// Spans being stored at once before new batches are refused (retryable) [default: 20000].
+    /// Spans being stored at once before new batches are refused (retryable) [default: 100000].
     #[arg(long)]
     max_spans_in_flight: Option<usize>,
     /// Mapping rules (TOML) for foreign GenAI/OpenInference traces [default: built-in rules].

@@ -109,7 +109,7 @@ impl ReceiverConfig {
             grace_period: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(60),
             max_open_runs: 10_000,
-            max_spans_in_flight: 20_000,
+            max_spans_in_flight: 100_000,
             mapping_rules: None,
             forward_queue: 1024,
             forward_attempts: 20,
