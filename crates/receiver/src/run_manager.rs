@@ -220,8 +220,8 @@ impl RunManager {
         );
     }
 
-    /// [`RunManager::on_batch`] for the batch as stored (encoded): spans are located by a lazy
-    /// walk of the wire format and held encoded, so no attribute is decoded until assembly.
+    /// Adds the spans of one stored batch, as stored (encoded): spans are located by a lazy walk
+    /// of the wire format and held encoded, so no attribute is decoded until assembly.
     pub fn on_encoded_batch(&mut self, seq: u64, bytes: &[u8], now: Instant) {
         if self.recovered_through.is_some_and(|through| seq <= through) {
             tracing::debug!(seq, "batch already applied by the startup scan");
@@ -265,57 +265,6 @@ impl RunManager {
             let run = self.open.entry(trace).or_insert_with(|| OpenRun::new(now));
             for span in spans {
                 if !run.add_encoded(bytes, span, now) {
-                    ReceiverMetrics::add(&self.metrics.spans_duplicate, 1);
-                }
-            }
-            run.last_activity = now;
-        }
-        self.metrics
-            .open_runs
-            .store(self.open.len() as u64, Ordering::Relaxed);
-    }
-
-    /// Adds the spans of one stored batch.
-    pub fn on_batch(&mut self, seq: u64, req: ExportTraceServiceRequest, now: Instant) {
-        if self.recovered_through.is_some_and(|through| seq <= through) {
-            // Committed before the startup scan began reading: its spans are already in the
-            // index and (when the run was incomplete on disk) in a re-opened run. Applying it
-            // again would count its spans as duplicates or, if that run was finalized in the
-            // meantime, re-open it without this record.
-            tracing::debug!(seq, "batch already applied by the startup scan");
-            return;
-        }
-        let split = split_by_trace(req);
-        for (trace, spans) in split.traces {
-            let seqs = self.index.entry(trace).or_default();
-            let known_before = !seqs.is_empty();
-            if seqs.last() != Some(&seq) {
-                seqs.push(seq);
-            }
-            if !self.open.contains_key(&trace) && known_before {
-                // Late span for a finalized run: rebuild it from the raw store, then add these.
-                let mut run = self.load_from_raw(&trace, Some(seq), now);
-                let mut new = 0;
-                for rec in spans {
-                    if run.add(rec, now) {
-                        new += 1;
-                    } else {
-                        ReceiverMetrics::add(&self.metrics.spans_duplicate, 1);
-                    }
-                }
-                if new > 0 {
-                    ReceiverMetrics::add(&self.metrics.runs_rematerialized, 1);
-                    if run.root_at.is_some() {
-                        run.root_at = Some(now);
-                    }
-                    run.last_activity = now;
-                    self.open.insert(trace, run);
-                }
-                continue;
-            }
-            let run = self.open.entry(trace).or_insert_with(|| OpenRun::new(now));
-            for rec in spans {
-                if !run.add(rec, now) {
                     ReceiverMetrics::add(&self.metrics.spans_duplicate, 1);
                 }
             }
