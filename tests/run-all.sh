@@ -26,7 +26,7 @@ fi
 
 # --- Rust ----------------------------------------------------------------------------------
 log "building traj and the example agent"
-cargo build --workspace --examples
+cargo build --workspace --bins --examples
 log "cargo test --workspace"
 cargo test --workspace 2>&1 | tee target/cargo-test.log
 rust_passed=$(grep -Eo 'test result: [a-z]+\. [0-9]+ passed' target/cargo-test.log | awk '{s+=$4} END {print s+0}' || true)

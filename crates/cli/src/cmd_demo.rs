@@ -60,7 +60,7 @@ fn agent_path(args: &Args) -> Result<PathBuf> {
     let p = dir.join("examples").join("agent");
     if !p.is_file() {
         bail!(
-            "example agent not found at {} — build it with `cargo build --release --workspace --examples` \
+            "example agent not found at {} — build it with `cargo build --release --workspace --bins --examples` \
              (or pass --agent PATH)",
             p.display()
         );
