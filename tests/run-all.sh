@@ -28,7 +28,7 @@ fi
 log "building traj and the example agent"
 cargo build --workspace --bins --examples
 log "cargo test --workspace"
-cargo test --workspace 2>&1 | tee target/cargo-test.log
+cargo test --workspace --no-fail-fast 2>&1 | tee target/cargo-test.log
 rust_passed=$(grep -Eo 'test result: [a-z]+\. [0-9]+ passed' target/cargo-test.log | awk '{s+=$4} END {print s+0}' || true)
 rust_failed=$(grep -Eo '[0-9]+ failed' target/cargo-test.log | awk '{s+=$1} END {print s+0}' || true)
 
