@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+// The same duration syntax as `traj serve` flags (300ms, 2s, 1m, 1h).
+use traj_receiver::config::parse_duration;
 
 #[derive(clap::Args, Debug)]
 pub struct IngestArgs {
@@ -47,22 +49,6 @@ pub struct IngestArgs {
     /// Data dir for the self-started receiver (default: a fresh temporary dir, removed after).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-}
-
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.trim().split_at(
-        s.trim()
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(s.len()),
-    );
-    let n: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" | "" => n,
-        "m" => n * 60.0,
-        _ => return Err(format!("bad duration unit in {s:?} (use ms, s or m)")),
-    };
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// One pre-encoded request and where its trace ids sit in the bytes.

@@ -330,20 +330,32 @@ impl<'a> RunIndex<'a> {
     }
 }
 
+/// Index of the stage of span `sid`, created by `make` the first time the span is seen.
+fn slot_of<'a>(
+    stages: &mut Vec<Stage<'a>>,
+    slot: &mut BTreeMap<&'a str, usize>,
+    sid: &'a str,
+    make: impl FnOnce() -> Stage<'a>,
+) -> usize {
+    *slot.entry(sid).or_insert_with(|| {
+        stages.push(make());
+        stages.len() - 1
+    })
+}
+
 fn plan_slot<'a>(
     stages: &mut Vec<Stage<'a>>,
     slot: &mut BTreeMap<&'a str, usize>,
     sid: &'a str,
     step: u32,
 ) -> usize {
-    *slot.entry(sid).or_insert_with(|| {
-        stages.push(Stage::Plan(PlanStage {
+    slot_of(stages, slot, sid, || {
+        Stage::Plan(PlanStage {
             span_id: sid,
             step,
             input: None,
             output: None,
-        }));
-        stages.len() - 1
+        })
     })
 }
 
@@ -353,8 +365,8 @@ fn work_slot<'a>(
     sid: &'a str,
     step: u32,
 ) -> usize {
-    *slot.entry(sid).or_insert_with(|| {
-        stages.push(Stage::Work(WorkStage {
+    slot_of(stages, slot, sid, || {
+        Stage::Work(WorkStage {
             span_id: sid,
             step,
             input: None,
@@ -363,8 +375,7 @@ fn work_slot<'a>(
             tools: Vec::new(),
             observations: Vec::new(),
             output: None,
-        }));
-        stages.len() - 1
+        })
     })
 }
 
@@ -374,8 +385,8 @@ fn verify_slot<'a>(
     sid: &'a str,
     step: u32,
 ) -> usize {
-    *slot.entry(sid).or_insert_with(|| {
-        stages.push(Stage::Verify(VerifyStage {
+    slot_of(stages, slot, sid, || {
+        Stage::Verify(VerifyStage {
             span_id: sid,
             step,
             input: None,
@@ -383,8 +394,7 @@ fn verify_slot<'a>(
             verdict: None,
             feedback: String::new(),
             label: None,
-        }));
-        stages.len() - 1
+        })
     })
 }
 
