@@ -9,8 +9,9 @@
 #![allow(clippy::needless_range_loop)]
 
 use crate::attributes::{attr_str, attr_u32};
-use crate::payloads::{self as pl, Ctx};
+use crate::llm_calls::{llm_convention, read_call};
 use crate::log_record::LogEntry;
+use crate::payloads::{self as pl, Ctx};
 use crate::rules::MappingRules;
 use crate::session_builder::{build_session, RunFacts};
 use crate::span_index::{Chain, ParentSlot, SpanIndex};
@@ -18,7 +19,9 @@ use crate::span_record::{span_id_bytes, SpanRecord};
 use crate::warnings::Warnings;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use traj_schema::event::{event_id, EpisodeEnd, EpisodeError, LlmCall};
+use traj_schema::LlmCallRecord;
 use traj_schema::{
     keys, time_fmt, Event, EventType, Lineage, LineageStats, Payload, Role, Session, SCHEMA_VERSION,
 };
@@ -51,6 +54,8 @@ enum Par {
     LastBefore,
     /// The last event of any kind at or before this time (episode_end).
     LastAny,
+    /// The last step output (planner / worker / verifier) at or before this time, else root.
+    PrevStep,
 }
 
 struct Draft<'a> {
@@ -111,7 +116,6 @@ pub fn assemble_with_logs<'r>(
     rules: &'r MappingRules,
 ) -> AssembledRun {
     let trace_hex = hex::encode(trace_id);
-    let _ = logs; // joined to their spans by the LLM-content pass
     let mut w = Warnings::default();
     let idx = SpanIndex::build(&trace_id, spans);
     let n = idx.nodes.len();
@@ -140,12 +144,14 @@ pub fn assemble_with_logs<'r>(
                         None
                     }
                 },
-                None => None,
+                // Auto-instrumented children (no traj keys) that are LLM calls.
+                None => llm_convention(&nd.rec.span).map(|c| (Role::Llm, c)),
             }
         } else {
             rules
                 .match_span(&nd.rec.span)
                 .map(|r| (r.role, r.name.as_str()))
+                .or_else(|| llm_convention(&nd.rec.span).map(|c| (Role::Llm, c)))
         };
         roles.push(r);
     }
@@ -173,6 +179,7 @@ pub fn assemble_with_logs<'r>(
         }
     }
     let unmapped = roles.iter().filter(|r| r.is_none()).count() as u64;
+    let logs_of = join_logs(&idx, logs, |i| role_of_node(&roles, i), &mut w);
     let role_of = |i: usize| roles[i].map(|(r, _)| r);
     let (owner, chain) = idx.owners(root, |i| role_of(i).is_some_and(is_step_role));
     for i in 0..n {
@@ -215,6 +222,7 @@ pub fn assemble_with_logs<'r>(
     }
     let mut tools_of: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut llms_of: Vec<Vec<LlmCall>> = vec![Vec::new(); n];
+    let mut records_of: Vec<Vec<(usize, LlmCallRecord)>> = vec![Vec::new(); n];
     let (mut llm_count, mut tool_count, mut tool_errors) = (0u32, 0u32, 0u32);
     let (mut in_tok, mut out_tok, mut cost) = (0u64, 0u64, 0f64);
     let mut observed_models: BTreeMap<String, String> = BTreeMap::new();
@@ -233,7 +241,8 @@ pub fn assemble_with_logs<'r>(
             }
             Some(Role::Llm) => {
                 llm_count += 1;
-                let call = pl::llm_call(&nd.rec.span, &nd.hex);
+                let record = read_call(&nd.rec.span, &nd.hex, &logs_of[i], &mut w);
+                let call = pl::llm_call(&nd.rec.span, &nd.hex, &record);
                 in_tok += call.input_tokens;
                 out_tok += call.output_tokens;
                 if let Some(p) = rules.prices.get(&call.model) {
@@ -251,6 +260,7 @@ pub fn assemble_with_logs<'r>(
                             }
                         }
                         llms_of[o].push(call);
+                        records_of[o].push((i, record));
                     }
                     None => w.push(format!(
                         "span {}: LLM call outside any planner/worker/verifier span",
@@ -267,6 +277,7 @@ pub fn assemble_with_logs<'r>(
     let mut drafts: Vec<Draft<'r>> = Vec::with_capacity(n * 3);
     let mut slots = vec![Slots::default(); n];
     let mut fallback_goal = String::new();
+    let mut last_verdict: Option<traj_schema::Verdict> = None;
     let root_goal = root
         .and_then(|r| attr_str(&idx.nodes[r].rec.span.attributes, keys::GOAL))
         .unwrap_or_default();
@@ -298,6 +309,8 @@ pub fn assemble_with_logs<'r>(
             hex: &nd.hex,
             native,
             warnings: &mut w,
+            llm: &records_of[i],
+            rules,
         };
         match role {
             Role::Planner => {
@@ -371,6 +384,7 @@ pub fn assemble_with_logs<'r>(
             Role::Verifier => {
                 let input = pl::verifier_input(&mut c);
                 let output = pl::verifier_output(&mut c, std::mem::take(&mut llms_of[i]));
+                last_verdict = Some(output.verdict);
                 let a = push(
                     &mut drafts,
                     start,
@@ -416,6 +430,25 @@ pub fn assemble_with_logs<'r>(
                 };
             }
             Role::Llm | Role::Run => {}
+        }
+    }
+
+    // ---- pass 1b: LLM calls, each under the input event of the step that made it --------------
+    for o in 0..n {
+        for (i, record) in std::mem::take(&mut records_of[o]) {
+            let sp = &idx.nodes[i].rec.span;
+            drafts.push(Draft {
+                time: sp.end_time_unix_nano.max(sp.start_time_unix_nano),
+                node: i,
+                ty: EventType::LlmCall,
+                ordinal: 0,
+                role: Role::Llm,
+                step: step[o],
+                parent: slots[o].input.map(Par::Event).unwrap_or(Par::Root),
+                payload: Payload::LlmCall(record),
+                source: roles[i].map(|(_, s)| s).unwrap_or("traj"),
+                role_event: true,
+            });
         }
     }
 
@@ -472,7 +505,11 @@ pub fn assemble_with_logs<'r>(
                     ));
                     Par::Broken(m)
                 }
-                (None, None) => chain_parent(chain[i]),
+                // No link: the step follows the previous step's output (one root per run).
+                (None, None) => match chain[i] {
+                    Chain::Rooted => Par::PrevStep,
+                    c => chain_parent(c),
+                },
             }
         };
         drafts[input].parent = parent;
@@ -575,6 +612,7 @@ pub fn assemble_with_logs<'r>(
     } else {
         0
     };
+    let mut run_outcome: Option<traj_schema::Outcome> = None;
     if let Some(r) = root {
         let sp = &idx.nodes[r].rec.span;
         let source = roles[r].map(|(_, s)| s).unwrap_or("traj");
@@ -639,8 +677,15 @@ pub fn assemble_with_logs<'r>(
         let outcome = match attr_str(&sp.attributes, keys::OUTCOME) {
             Some(o) => traj_schema::Outcome::parse(o),
             None if root_error => traj_schema::Outcome::Failure,
+            None if !native
+                && rules.facts.success_on_final_end
+                && last_verdict == Some(traj_schema::Verdict::End) =>
+            {
+                traj_schema::Outcome::Success
+            }
             None => traj_schema::Outcome::Unknown,
         };
+        run_outcome = Some(outcome);
         drafts.push(mk(
             end,
             EventType::EpisodeEnd,
@@ -668,6 +713,16 @@ pub fn assemble_with_logs<'r>(
             .cmp(&drafts[b].time)
             .then_with(|| ids[a].cmp(&ids[b]))
     });
+    let step_outputs: Vec<usize> = role_order
+        .iter()
+        .copied()
+        .filter(|&x| {
+            matches!(
+                drafts[x].ty,
+                EventType::PlannerOutput | EventType::WorkerOutput | EventType::VerifierOutput
+            )
+        })
+        .collect();
     for d in 0..drafts.len() {
         let t = drafts[d].time;
         let resolved = match drafts[d].parent {
@@ -688,6 +743,16 @@ pub fn assemble_with_logs<'r>(
                 })
                 .map(Par::Event)
                 .unwrap_or(Par::Root),
+            Par::PrevStep => {
+                let k = step_outputs.partition_point(|&x| drafts[x].time <= t);
+                // A step's own output can share its input's time (zero-length span): skip it.
+                step_outputs[..k]
+                    .iter()
+                    .rev()
+                    .find(|&&x| drafts[x].node != drafts[d].node)
+                    .map(|&x| Par::Event(x))
+                    .unwrap_or(Par::Root)
+            }
             Par::Pending => Par::Root,
             p => p,
         };
@@ -775,6 +840,8 @@ pub fn assemble_with_logs<'r>(
         cost_estimate_usd: cost,
         observed_models,
         fallback_goal,
+        goal_family_keys: &rules.facts.goal_family_keys,
+        outcome: run_outcome,
         lineage: stats,
     };
     let session = build_session(facts, &mut w);
@@ -813,4 +880,62 @@ fn foreign_convention(idx: &SpanIndex) -> &'static str {
     } else {
         "other"
     }
+}
+
+fn role_of_node(roles: &[Option<(Role, &str)>], i: usize) -> Option<Role> {
+    roles[i].map(|(r, _)| r)
+}
+
+/// The trace's log records by the node of the span they name, each list in time order. Records
+/// naming no span, a span that never arrived, or a span that is not an LLM call are counted in a
+/// warning (they stay in raw storage).
+fn join_logs<'l>(
+    idx: &SpanIndex,
+    logs: &'l [LogEntry],
+    role_of: impl Fn(usize) -> Option<Role>,
+    w: &mut Warnings,
+) -> Vec<Vec<&'l LogEntry>> {
+    let mut out: Vec<Vec<&'l LogEntry>> = vec![Vec::new(); idx.nodes.len()];
+    let (mut no_span, mut not_llm) = (0u64, 0u64);
+    let mut missing: HashMap<[u8; 8], u64> = HashMap::new();
+    for l in logs {
+        let Some(sid) = l.span_id() else {
+            no_span += 1;
+            continue;
+        };
+        match idx.by_id.get(&sid) {
+            Some(&i) if role_of(i) == Some(Role::Llm) => out[i].push(l),
+            Some(_) => not_llm += 1,
+            None => *missing.entry(sid).or_default() += 1,
+        }
+    }
+    for list in &mut out {
+        list.sort_by_key(|l| {
+            (
+                l.record
+                    .time_unix_nano
+                    .max(l.record.observed_time_unix_nano),
+                l.record.event_name.clone(),
+            )
+        });
+    }
+    if no_span > 0 {
+        w.push(format!(
+            "{no_span} log records name no span; not joined (kept in raw storage)"
+        ));
+    }
+    if not_llm > 0 {
+        w.push(format!(
+            "{not_llm} log records belong to spans that are not LLM calls; not used"
+        ));
+    }
+    let mut missing: Vec<_> = missing.into_iter().collect();
+    missing.sort();
+    for (sid, count) in missing {
+        w.push(format!(
+            "{count} log records name span {} that never arrived; not joined (kept in raw storage)",
+            hex::encode(sid)
+        ));
+    }
+    out
 }

@@ -5,6 +5,7 @@
 pub mod assembly;
 pub mod attributes;
 pub mod encoded_spans;
+mod llm_calls;
 pub mod log_record;
 mod payloads;
 pub mod request_check;
@@ -16,8 +17,8 @@ mod warnings;
 
 pub use assembly::{assemble, assemble_with_logs, AssembledRun};
 pub use encoded_spans::{split_encoded_by_trace, EncodedSpan, EncodedTraces, WireError};
-pub use request_check::{check_encoded_request, EncodedCheck};
 pub use log_record::{split_logs_by_trace, LogEntry, SplitLogs};
-pub use rules::{MappingRules, ModelPrice, Rule, RulesError};
+pub use request_check::{check_encoded_request, EncodedCheck};
+pub use rules::{FactRules, MappingRules, ModelPrice, Rule, RulesError};
 pub use span_record::{split_by_trace, SpanRecord, SplitTraces};
 pub use warnings::MAX_WARNINGS;

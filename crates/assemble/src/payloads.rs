@@ -2,7 +2,8 @@
 //! present and well-formed, otherwise a default payload assembled from what the span does carry
 //! (GenAI messages, OpenInference `input.value` / `output.value`, tool call attributes, status).
 
-use crate::attributes::{attr, attr_json, attr_json_value, attr_str, attr_u32, attr_u64};
+use crate::attributes::{attr, attr_json, attr_json_value, attr_str, attr_u32};
+use crate::rules::MappingRules;
 use crate::warnings::Warnings;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, Span};
@@ -13,7 +14,7 @@ use traj_schema::event::{
     PlannerOutput, VerifierInput, VerifierOutput, WorkerAction, WorkerInput, WorkerOutput,
     WorkerToolCall, WorkerToolResult,
 };
-use traj_schema::{keys, ToolStatus, Verdict};
+use traj_schema::{keys, LlmCallRecord, ToolStatus, Verdict};
 
 const OI_INPUT: &str = "input.value";
 const OI_OUTPUT: &str = "output.value";
@@ -25,6 +26,10 @@ pub(crate) struct Ctx<'s, 'w> {
     /// The trace follows schema v2: a missing `traj.*` payload is worth a warning.
     pub native: bool,
     pub warnings: &'w mut Warnings,
+    /// The LLM calls the span's subtree made, in start order (content fallbacks when the span
+    /// itself carries no payload).
+    pub llm: &'s [(usize, LlmCallRecord)],
+    pub rules: &'s MappingRules,
 }
 
 impl Ctx<'_, '_> {
@@ -68,16 +73,54 @@ impl Ctx<'_, '_> {
             .map(str::to_owned)
     }
 
+    /// The span's own input text, else the last user turn of its first LLM call.
     fn input_text(&self) -> String {
         message_text(self.attrs(), keys::GEN_AI_INPUT_MESSAGES, true)
             .or_else(|| attr_str(self.attrs(), OI_INPUT).map(str::to_owned))
+            .filter(|t| !t.is_empty())
+            .or_else(|| {
+                let (_, first) = self.llm.first()?;
+                let user = first
+                    .input_messages
+                    .iter()
+                    .rev()
+                    .find(|m| m.role == "user")?;
+                Some(user.text())
+            })
             .unwrap_or_default()
     }
 
+    /// The span's own output text, else the text of its last LLM call's answer.
     fn output_text(&self) -> String {
         message_text(self.attrs(), keys::GEN_AI_OUTPUT_MESSAGES, false)
             .or_else(|| attr_str(self.attrs(), OI_OUTPUT).map(str::to_owned))
+            .filter(|t| !t.is_empty())
+            .or_else(|| {
+                let (_, last) = self.llm.last()?;
+                let texts: Vec<String> = last
+                    .output_messages
+                    .iter()
+                    .map(|m| m.text())
+                    .filter(|t| !t.is_empty())
+                    .collect();
+                (!texts.is_empty()).then(|| texts.join("\n"))
+            })
             .unwrap_or_default()
+    }
+
+    /// A `gen_ai.evaluation.result` span event: its label (parsed as a verdict) and explanation.
+    fn evaluation_result(&self) -> Option<(Option<Verdict>, String)> {
+        let ev = self
+            .span
+            .events
+            .iter()
+            .rev()
+            .find(|e| e.name == keys::EVENT_EVALUATION_RESULT)?;
+        let label = attr_str(&ev.attributes, "gen_ai.evaluation.score.label")
+            .and_then(|l| self.rules.verdict_from_text(l));
+        let explanation =
+            attr_str(&ev.attributes, "gen_ai.evaluation.explanation").unwrap_or_default();
+        Some((label, explanation.to_owned()))
     }
 }
 
@@ -155,17 +198,7 @@ pub(crate) fn planner_output(c: &mut Ctx, llm_calls: Vec<LlmCall>) -> PlannerOut
     let mut p: PlannerOutput = c.typed(keys::PLANNER_OUTPUT).unwrap_or_else(|| {
         let text = c.output_text();
         PlannerOutput {
-            plan: text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .enumerate()
-                .map(|(i, l)| PlanStep {
-                    index: u32::try_from(i).unwrap_or(u32::MAX),
-                    description: l.to_owned(),
-                    tool: None,
-                })
-                .collect(),
+            plan: plan_from_text(&text),
             rationale: String::new(),
             confidence: None,
             llm_calls: vec![],
@@ -239,10 +272,26 @@ pub(crate) fn verifier_input(c: &mut Ctx) -> VerifierInput {
 pub(crate) fn verifier_output(c: &mut Ctx, llm_calls: Vec<LlmCall>) -> VerifierOutput {
     let verdict_attr = attr_str(c.attrs(), keys::VERDICT).and_then(Verdict::parse);
     let mut v: VerifierOutput = c.typed(keys::VERIFIER_OUTPUT).unwrap_or_else(|| {
-        let feedback = c.output_text();
+        let evaluation = c.evaluation_result();
+        let mut feedback = c.output_text();
+        if feedback.is_empty() {
+            feedback = evaluation
+                .as_ref()
+                .map(|(_, e)| e.clone())
+                .unwrap_or_default();
+        }
         let verdict = verdict_attr
-            .or_else(|| Verdict::parse(feedback.trim().to_ascii_lowercase().as_str()))
-            .unwrap_or(Verdict::Continue);
+            .or_else(|| evaluation.and_then(|(l, _)| l))
+            .or_else(|| c.rules.verdict_from_text(&feedback))
+            .unwrap_or_else(|| {
+                if !c.native {
+                    c.warnings.push(format!(
+                        "span {}: no verdict found in the verifier's output; recorded as continue",
+                        c.hex
+                    ));
+                }
+                Verdict::Continue
+            });
         VerifierOutput {
             verdict,
             feedback,
@@ -348,27 +397,84 @@ pub(crate) fn tool_result(c: &mut Ctx, f: ToolFacts) -> WorkerToolResult {
     }
 }
 
-/// One LLM-call span as an entry of its owner's `llm_calls`.
-pub(crate) fn llm_call(span: &Span, hex: &str) -> LlmCall {
+/// One LLM-call span as an entry of its owner's `llm_calls` (the summary; the full call is the
+/// `llm_call` event).
+pub(crate) fn llm_call(span: &Span, hex: &str, record: &LlmCallRecord) -> LlmCall {
     let a = &span.attributes;
     LlmCall {
         span_id: hex.to_owned(),
-        model: attr_str(a, keys::GEN_AI_REQUEST_MODEL)
-            .or_else(|| attr_str(a, "gen_ai.response.model"))
-            .or_else(|| attr_str(a, "llm.model_name"))
-            .unwrap_or_default()
-            .to_owned(),
+        model: record.model.clone(),
         prompt_hash: attr_str(a, keys::PROMPT_HASH)
             .unwrap_or_default()
             .to_owned(),
         rendered_prompt: attr_str(a, keys::PROMPT_RENDERED).map(str::to_owned),
-        input_tokens: attr_u64(a, keys::GEN_AI_USAGE_INPUT_TOKENS)
-            .or_else(|| attr_u64(a, "llm.token_count.prompt"))
-            .unwrap_or(0),
-        output_tokens: attr_u64(a, keys::GEN_AI_USAGE_OUTPUT_TOKENS)
-            .or_else(|| attr_u64(a, "llm.token_count.completion"))
-            .unwrap_or(0),
+        input_tokens: record.usage.input_tokens,
+        output_tokens: record.usage.output_tokens,
     }
+}
+
+/// A plan from a planner's text answer: a JSON `{"plan"|"steps": [...]}` or list, else one step
+/// per non-empty line with list markers (`1.`, `2)`, `-`, `*`) stripped.
+pub(crate) fn plan_from_text(text: &str) -> Vec<PlanStep> {
+    let step = |i: usize, description: String, tool: Option<String>| PlanStep {
+        index: u32::try_from(i).unwrap_or(u32::MAX),
+        description,
+        tool,
+    };
+    if let Ok(v) = serde_json::from_str::<Value>(text.trim()) {
+        let list = match &v {
+            Value::Array(a) => Some(a),
+            Value::Object(o) => o
+                .get("plan")
+                .or_else(|| o.get("steps"))
+                .and_then(Value::as_array),
+            _ => None,
+        };
+        if let Some(list) = list {
+            return list
+                .iter()
+                .enumerate()
+                .map(|(i, s)| match s {
+                    Value::String(d) => step(i, d.clone(), None),
+                    other => step(
+                        i,
+                        other
+                            .get("description")
+                            .or_else(|| other.get("step"))
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| other.to_string()),
+                        other.get("tool").and_then(Value::as_str).map(str::to_owned),
+                    ),
+                })
+                .collect();
+        }
+    }
+    text.lines()
+        .map(strip_list_marker)
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .map(|(i, l)| step(i, l.to_owned(), None))
+        .collect()
+}
+
+fn strip_list_marker(line: &str) -> &str {
+    let l = line.trim();
+    let digits = l.bytes().take_while(u8::is_ascii_digit).count();
+    let rest = if digits > 0 {
+        match l[digits..]
+            .strip_prefix('.')
+            .or_else(|| l[digits..].strip_prefix(')'))
+        {
+            Some(r) => r,
+            None => l,
+        }
+    } else {
+        l.strip_prefix("- ")
+            .or_else(|| l.strip_prefix("* "))
+            .unwrap_or(l)
+    };
+    rest.trim()
 }
 
 pub(crate) fn transition(attrs: &[KeyValue]) -> OrchestratorTransition {

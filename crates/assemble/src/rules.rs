@@ -8,7 +8,7 @@ use crate::attributes::attr_str;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use traj_schema::{keys, Role};
+use traj_schema::{keys, Role, Verdict};
 
 /// A rule file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +67,61 @@ pub struct MappingRules {
     /// Model name -> price; when empty the cost estimate is 0.
     #[serde(default)]
     pub prices: BTreeMap<String, ModelPrice>,
+    /// How runs without traj keys get their facts (verdict words, goal family, outcome).
+    #[serde(default)]
+    pub facts: FactRules,
+}
+
+/// Rules that derive run facts from content when the `traj.*` keys are absent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FactRules {
+    /// First word (lowercase, punctuation stripped) of a verifier's answer -> verdict. A JSON
+    /// answer's `verdict` / `decision` field is looked up the same way. Merged over the defaults.
+    #[serde(default = "default_verdict_words")]
+    pub verdict_words: BTreeMap<String, Verdict>,
+    /// Root-span (then resource) attribute keys tried, in order, for the goal family when
+    /// `traj.goal_family` is absent; without any, the family is the goal's template.
+    #[serde(default)]
+    pub goal_family_keys: Vec<String>,
+    /// A run without `traj.outcome` whose root did not fail and whose last verdict is `end` is a
+    /// success (`false`: its outcome stays `unknown`).
+    #[serde(default = "yes")]
+    pub success_on_final_end: bool,
+}
+
+fn default_verdict_words() -> BTreeMap<String, Verdict> {
+    let mut m = BTreeMap::new();
+    for w in ["continue", "proceed", "next", "ongoing", "incomplete"] {
+        m.insert(w.to_owned(), Verdict::Continue);
+    }
+    for w in ["replan", "revise", "retry", "rework"] {
+        m.insert(w.to_owned(), Verdict::Replan);
+    }
+    for w in [
+        "end",
+        "stop",
+        "done",
+        "complete",
+        "completed",
+        "finished",
+        "finish",
+        "success",
+        "yes",
+    ] {
+        m.insert(w.to_owned(), Verdict::End);
+    }
+    m
+}
+
+impl Default for FactRules {
+    fn default() -> Self {
+        FactRules {
+            verdict_words: default_verdict_words(),
+            goal_family_keys: Vec::new(),
+            success_on_final_end: true,
+        }
+    }
 }
 
 fn pats(p: &[&str]) -> Vec<String> {
@@ -155,6 +210,7 @@ impl Default for MappingRules {
         MappingRules {
             rules: default_rules(),
             prices: BTreeMap::new(),
+            facts: FactRules::default(),
         }
     }
 }
@@ -169,6 +225,19 @@ struct RulesFile {
     rule: Vec<Rule>,
     #[serde(default)]
     prices: BTreeMap<String, ModelPrice>,
+    #[serde(default)]
+    facts: Option<FactsFile>,
+}
+
+/// The `[facts]` table: every key optional; verdict words add to the defaults.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FactsFile {
+    #[serde(default)]
+    verdict_words: BTreeMap<String, Verdict>,
+    #[serde(default)]
+    goal_family_keys: Vec<String>,
+    success_on_final_end: Option<bool>,
 }
 
 fn yes() -> bool {
@@ -204,10 +273,45 @@ impl MappingRules {
         if file.defaults {
             rules.extend(default_rules());
         }
+        let mut facts = FactRules::default();
+        if let Some(f) = file.facts {
+            for (word, verdict) in f.verdict_words {
+                facts
+                    .verdict_words
+                    .insert(word.to_ascii_lowercase(), verdict);
+            }
+            facts.goal_family_keys = f.goal_family_keys;
+            if let Some(b) = f.success_on_final_end {
+                facts.success_on_final_end = b;
+            }
+        }
         Ok(MappingRules {
             rules,
             prices: file.prices,
+            facts,
         })
+    }
+
+    /// The verdict a verifier's text answer states: a JSON object's `verdict` / `decision`
+    /// field, else its first word, looked up in [`FactRules::verdict_words`].
+    pub fn verdict_from_text(&self, text: &str) -> Option<Verdict> {
+        let t = text.trim();
+        if let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(t) {
+            let field = o
+                .get("verdict")
+                .or_else(|| o.get("decision"))
+                .and_then(|v| v.as_str())?;
+            return self.word_verdict(field);
+        }
+        self.word_verdict(t)
+    }
+
+    fn word_verdict(&self, text: &str) -> Option<Verdict> {
+        let first = text
+            .split(|c: char| !c.is_alphanumeric() && c != '_')
+            .find(|w| !w.is_empty())?
+            .to_ascii_lowercase();
+        self.facts.verdict_words.get(&first).copied()
     }
 
     /// The first rule matching `span`, if any.
@@ -306,6 +410,28 @@ mod tests {
         )
         .unwrap();
         assert_eq!(only.rules.len(), 1);
+    }
+
+    #[test]
+    fn verdicts_from_text_json_and_configured_words() {
+        let r = MappingRules::default();
+        assert_eq!(
+            r.verdict_from_text("END. The goal is met."),
+            Some(Verdict::End)
+        );
+        assert_eq!(
+            r.verdict_from_text(" replan: wrong file"),
+            Some(Verdict::Replan)
+        );
+        assert_eq!(
+            r.verdict_from_text(r#"{"verdict": "continue", "why": "x"}"#),
+            Some(Verdict::Continue)
+        );
+        assert_eq!(r.verdict_from_text("maybe later"), None);
+        let mine =
+            MappingRules::from_toml_str("[facts.verdict_words]\nmaybe = \"replan\"\n").unwrap();
+        assert_eq!(mine.verdict_from_text("maybe later"), Some(Verdict::Replan));
+        assert_eq!(mine.verdict_from_text("done"), Some(Verdict::End));
     }
 
     #[test]

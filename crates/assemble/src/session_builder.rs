@@ -31,6 +31,10 @@ pub(crate) struct RunFacts<'a> {
     pub observed_models: BTreeMap<String, String>,
     /// Goal of the first planner input, used when the root carries none.
     pub fallback_goal: String,
+    /// Attribute keys tried for the goal family when `traj.goal_family` is absent.
+    pub goal_family_keys: &'a [String],
+    /// The outcome `episode_end` records (assembly decides it; the summary repeats it).
+    pub outcome: Option<Outcome>,
     pub lineage: LineageStats,
 }
 
@@ -110,7 +114,9 @@ pub(crate) fn build_session(f: RunFacts, w: &mut Warnings) -> Session {
         } else if let Some(g) = foreign_goal() {
             s.goal = g;
         }
-        s.goal_family = attr_str(a, keys::GOAL_FAMILY)
+        s.goal_family = std::iter::once(keys::GOAL_FAMILY)
+            .chain(f.goal_family_keys.iter().map(String::as_str))
+            .find_map(|k| attr_str(a, k))
             .unwrap_or_default()
             .to_owned();
         s.task_id = attr_str(a, keys::TASK_ID).map(str::to_owned);
@@ -151,11 +157,11 @@ pub(crate) fn build_session(f: RunFacts, w: &mut Warnings) -> Session {
             .status
             .as_ref()
             .is_some_and(|st| st.code == StatusCode::Error as i32);
-        s.summary.outcome = match attr_str(a, keys::OUTCOME) {
-            Some(o) => Outcome::parse(o),
-            None if root_error => Outcome::Failure,
-            None => Outcome::Unknown,
-        };
+        s.summary.outcome = f.outcome.unwrap_or(if root_error {
+            Outcome::Failure
+        } else {
+            Outcome::Unknown
+        });
         s.summary.failure_class =
             attr_str(a, keys::FAILURE_CLASS)
                 .map(str::to_owned)
@@ -181,9 +187,67 @@ pub(crate) fn build_session(f: RunFacts, w: &mut Warnings) -> Session {
             })
             .collect();
     }
+    if s.goal_family.is_empty() {
+        s.goal_family = goal_template(&s.goal);
+        w.push(format!(
+            "run {}: no goal family recorded; derived {:?} from the goal's template",
+            f.trace_hex, s.goal_family
+        ));
+    }
     s.summary.success = match s.summary.outcome {
         Outcome::Unknown => None,
         o => Some(o == Outcome::Success),
     };
     s
+}
+
+/// The goal family of a run that recorded none: `template:` and the goal's first three words,
+/// lowercased, with numbers, quoted strings and path- or URL-like tokens dropped (so "Find TODO in
+/// src/a.rs" and "Find TODO in lib/b.rs" share `template:find-todo-in`). `template:none` for an
+/// empty goal.
+pub fn goal_template(goal: &str) -> String {
+    let words: Vec<String> = goal
+        .split_whitespace()
+        .filter(|t| {
+            !t.contains('/')
+                && !t.contains('.')
+                && !t.starts_with(['"', '\'', '`'])
+                && !t.chars().any(|c| c.is_ascii_digit())
+        })
+        .map(|t| {
+            t.chars()
+                .filter(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+                .flat_map(char::to_lowercase)
+                .collect::<String>()
+        })
+        .filter(|t| !t.is_empty())
+        .take(3)
+        .collect();
+    if words.is_empty() {
+        "template:none".to_owned()
+    } else {
+        format!("template:{}", words.join("-"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::goal_template;
+
+    #[test]
+    fn goal_templates_group_instances_of_one_template() {
+        assert_eq!(
+            goal_template("Find TODO in src/a.rs"),
+            "template:find-todo-in"
+        );
+        assert_eq!(
+            goal_template("Find TODO in lib/b.rs"),
+            "template:find-todo-in"
+        );
+        assert_eq!(
+            goal_template("Sum 3 and 4, then report"),
+            "template:sum-and-then"
+        );
+        assert_eq!(goal_template(""), "template:none");
+    }
 }

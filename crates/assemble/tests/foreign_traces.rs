@@ -129,7 +129,7 @@ fn genai_trace_maps_through_default_rules() {
     match &p_out.payload {
         Payload::PlannerOutput(p) => {
             assert_eq!(p.plan.len(), 2);
-            assert_eq!(p.plan[1].description, "2. patch");
+            assert_eq!(p.plan[1].description, "patch", "list marker stripped");
             assert_eq!(p.llm_calls.len(), 1);
         }
         other => panic!("{other:?}"),
@@ -137,7 +137,20 @@ fn genai_trace_maps_through_default_rules() {
     let w_in = of(4, EventType::WorkerInput);
     assert_eq!(w_in.source, "genai.worker");
     assert_eq!(w_in.step, 0);
-    assert_eq!(w_in.lineage, Lineage::Root, "no links in this trace");
+    assert_eq!(
+        w_in.lineage,
+        Lineage::Parent,
+        "no links: it follows the planner's output"
+    );
+    assert_eq!(
+        w_in.parent_event_id.as_deref(),
+        Some(p_out.event_id.as_str())
+    );
+    assert_eq!(
+        ev.iter().filter(|e| e.lineage == Lineage::Root).count(),
+        1,
+        "one root event per run"
+    );
     match &w_in.payload {
         Payload::WorkerInput(w) => assert_eq!(w.current_step, "read file"),
         other => panic!("{other:?}"),
@@ -268,8 +281,10 @@ fn a_foreign_trace_without_any_mapping_is_all_unmapped_but_valid() {
     let rules = MappingRules::from_toml_str("defaults = false\n[[rule]]\nname = \"x\"\nrole = \"tool\"\nspan_name = [\"nothing-matches-this\"]\n").unwrap();
     let run = assemble(TRACE, &genai_trace(), &rules);
     assert_valid(&run);
-    // The parentless span stands for the run; the other eight are unmapped.
-    assert_eq!(run.unmapped_spans, 8);
+    // The parentless span stands for the run; the two LLM calls are recognised whatever the
+    // rules (but belong to no step, so they make no events); the other six are unmapped.
+    assert_eq!(run.unmapped_spans, 6);
+    assert_eq!(run.session.summary.llm_calls, 2);
     assert_eq!(run.events.len(), 1);
     assert_eq!(run.events[0].event_type(), EventType::EpisodeEnd);
     assert_eq!(run.events[0].source, "foreign.root");

@@ -9,13 +9,18 @@ use traj_schema::event::{
     EnvObservation, PlannerInput, PlannerOutput, VerifierInput, VerifierOutput, WorkerAction,
     WorkerInput, WorkerOutput, WorkerToolCall, WorkerToolResult,
 };
-use traj_schema::{Event, Outcome, Payload, Session, ToolStatus, Verdict};
+use traj_schema::{Event, LlmCallRecord, Outcome, Payload, Session, ToolStatus, Verdict};
+
+/// An `llm_call` event and its record.
+pub type LlmCallRef<'a> = (&'a Event, &'a LlmCallRecord);
 
 /// A planner span.
 #[derive(Debug, Clone)]
 pub struct PlanStage<'a> {
     pub span_id: &'a str,
     pub step: u32,
+    /// The model calls the step made, in time order.
+    pub llm_calls: Vec<LlmCallRef<'a>>,
     pub input: Option<(&'a Event, &'a PlannerInput)>,
     pub output: Option<(&'a Event, &'a PlannerOutput)>,
 }
@@ -42,6 +47,7 @@ impl ToolExec<'_> {
 pub struct WorkStage<'a> {
     pub span_id: &'a str,
     pub step: u32,
+    pub llm_calls: Vec<LlmCallRef<'a>>,
     pub input: Option<(&'a Event, &'a WorkerInput)>,
     /// The recorded action event and the effective action (after a human correction).
     pub action: Option<(&'a Event, WorkerAction)>,
@@ -66,6 +72,7 @@ impl WorkStage<'_> {
 pub struct VerifyStage<'a> {
     pub span_id: &'a str,
     pub step: u32,
+    pub llm_calls: Vec<LlmCallRef<'a>>,
     pub input: Option<(&'a Event, &'a VerifierInput)>,
     pub output: Option<(&'a Event, &'a VerifierOutput)>,
     /// Effective verdict and feedback (human label if any, else the recorded ones).
@@ -233,6 +240,17 @@ impl<'a> RunIndex<'a> {
                 }
                 Payload::EpisodeEnd(_) => end = Some(*e),
                 Payload::EpisodeError(_) => errors.push(*e),
+                Payload::LlmCall(call) => {
+                    // Under the input event of the step that made it.
+                    let owner = e
+                        .parent_event_id
+                        .as_deref()
+                        .and_then(|p| by_id.get(p))
+                        .map(|p| p.span_id.as_str());
+                    if let Some(i) = owner.and_then(|o| slot.get(o).copied()) {
+                        stage_llm_calls(&mut stages[i]).push((e, call));
+                    }
+                }
                 Payload::OrchestratorTransition(_) => {}
             }
         }
@@ -331,6 +349,14 @@ impl<'a> RunIndex<'a> {
 }
 
 /// Index of the stage of span `sid`, created by `make` the first time the span is seen.
+fn stage_llm_calls<'s, 'a>(s: &'s mut Stage<'a>) -> &'s mut Vec<LlmCallRef<'a>> {
+    match s {
+        Stage::Plan(p) => &mut p.llm_calls,
+        Stage::Work(w) => &mut w.llm_calls,
+        Stage::Verify(v) => &mut v.llm_calls,
+    }
+}
+
 fn slot_of<'a>(
     stages: &mut Vec<Stage<'a>>,
     slot: &mut BTreeMap<&'a str, usize>,
@@ -353,6 +379,7 @@ fn plan_slot<'a>(
         Stage::Plan(PlanStage {
             span_id: sid,
             step,
+            llm_calls: Vec::new(),
             input: None,
             output: None,
         })
@@ -369,6 +396,7 @@ fn work_slot<'a>(
         Stage::Work(WorkStage {
             span_id: sid,
             step,
+            llm_calls: Vec::new(),
             input: None,
             action: None,
             action_label: None,
@@ -389,6 +417,7 @@ fn verify_slot<'a>(
         Stage::Verify(VerifyStage {
             span_id: sid,
             step,
+            llm_calls: Vec::new(),
             input: None,
             output: None,
             verdict: None,

@@ -362,6 +362,7 @@ pub enum Payload {
     EnvObservation(EnvObservation),
     EpisodeError(EpisodeError),
     EpisodeEnd(EpisodeEnd),
+    LlmCall(crate::llm::LlmCallRecord),
 }
 
 /// The event types of schema v2 (the tags of [`Payload`]).
@@ -383,10 +384,11 @@ pub enum EventType {
     EnvObservation,
     EpisodeError,
     EpisodeEnd,
+    LlmCall,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 13] = [
+    pub const ALL: [EventType; 14] = [
         EventType::PlannerInput,
         EventType::PlannerOutput,
         EventType::WorkerInput,
@@ -400,6 +402,7 @@ impl EventType {
         EventType::EnvObservation,
         EventType::EpisodeError,
         EventType::EpisodeEnd,
+        EventType::LlmCall,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -417,6 +420,7 @@ impl EventType {
             EventType::EnvObservation => "env_observation",
             EventType::EpisodeError => "episode_error",
             EventType::EpisodeEnd => "episode_end",
+            EventType::LlmCall => "llm_call",
         }
     }
 }
@@ -437,6 +441,7 @@ impl Payload {
             Payload::EnvObservation(_) => EventType::EnvObservation,
             Payload::EpisodeError(_) => EventType::EpisodeError,
             Payload::EpisodeEnd(_) => EventType::EpisodeEnd,
+            Payload::LlmCall(_) => EventType::LlmCall,
         }
     }
 }

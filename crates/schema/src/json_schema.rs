@@ -67,6 +67,10 @@ pub fn all() -> Vec<(&'static str, String)> {
             of::<event::EpisodeError>(),
         ),
         ("payload.episode_end.schema.json", of::<event::EpisodeEnd>()),
+        (
+            "payload.llm_call.schema.json",
+            of::<crate::llm::LlmCallRecord>(),
+        ),
     ]
 }
 

@@ -50,6 +50,8 @@ pub const OBSERVATION_SOURCE: &str = "traj.observation.source";
 pub const OBSERVATION_DATA: &str = "traj.observation.data";
 /// The standard OTel exception event.
 pub const EVENT_EXCEPTION: &str = "exception";
+/// The GenAI evaluation event (`gen_ai.evaluation.score.label`, `gen_ai.evaluation.explanation`).
+pub const EVENT_EVALUATION_RESULT: &str = "gen_ai.evaluation.result";
 pub const EXCEPTION_TYPE: &str = "exception.type";
 pub const EXCEPTION_MESSAGE: &str = "exception.message";
 
@@ -63,6 +65,10 @@ pub const GEN_AI_TOOL_CALL_RESULT: &str = "gen_ai.tool.call.result";
 pub const GEN_AI_INPUT_MESSAGES: &str = "gen_ai.input.messages";
 pub const GEN_AI_OUTPUT_MESSAGES: &str = "gen_ai.output.messages";
 pub const GEN_AI_REQUEST_MODEL: &str = "gen_ai.request.model";
+pub const GEN_AI_SYSTEM_INSTRUCTIONS: &str = "gen_ai.system_instructions";
+pub const GEN_AI_TOOL_DEFINITIONS: &str = "gen_ai.tool.definitions";
+pub const GEN_AI_RESPONSE_ID: &str = "gen_ai.response.id";
+pub const GEN_AI_RESPONSE_FINISH_REASONS: &str = "gen_ai.response.finish_reasons";
 pub const GEN_AI_USAGE_INPUT_TOKENS: &str = "gen_ai.usage.input_tokens";
 pub const GEN_AI_USAGE_OUTPUT_TOKENS: &str = "gen_ai.usage.output_tokens";
 pub const GEN_AI_CONVERSATION_ID: &str = "gen_ai.conversation.id";
@@ -97,6 +103,8 @@ pub enum AttrType {
     Bool,
     /// A string holding JSON (an object unless the meaning says otherwise).
     JsonString,
+    /// An array of strings.
+    StringArray,
 }
 
 /// One row of the conventions table.
@@ -175,6 +183,10 @@ pub const ATTRIBUTES: &[AttributeSpec] = &[
     spec!(GEN_AI_TOOL_CALL_RESULT, JsonString, &["tool"], false, "Result as JSON (absent on error)."),
     spec!(GEN_AI_INPUT_MESSAGES, JsonString, &["planner", "worker", "verifier", "llm"], false, "GenAI input messages (JSON array of {role, parts})."),
     spec!(GEN_AI_OUTPUT_MESSAGES, JsonString, &["planner", "worker", "verifier", "llm"], false, "GenAI output messages (JSON array of {role, parts, finish_reason})."),
+    spec!(GEN_AI_SYSTEM_INSTRUCTIONS, JsonString, &["llm"], false, "GenAI system instructions (JSON array of parts) the model was given."),
+    spec!(GEN_AI_TOOL_DEFINITIONS, JsonString, &["llm"], false, "Tools offered to the model (JSON array of {type, name, description, parameters})."),
+    spec!(GEN_AI_RESPONSE_ID, String, &["llm"], false, "The provider's response id."),
+    spec!(GEN_AI_RESPONSE_FINISH_REASONS, StringArray, &["llm"], false, "Why the model stopped, per choice."),
     spec!(GEN_AI_REQUEST_MODEL, String, &["llm"], true, "Model name; only on LLM-call spans."),
     spec!(GEN_AI_USAGE_INPUT_TOKENS, Int, &["llm"], false, "Prompt tokens; only on LLM-call spans."),
     spec!(GEN_AI_USAGE_OUTPUT_TOKENS, Int, &["llm"], false, "Completion tokens; only on LLM-call spans."),

@@ -9,6 +9,7 @@ pub mod event;
 pub mod hashing;
 pub mod json_schema;
 pub mod keys;
+pub mod llm;
 pub mod session;
 pub mod time_fmt;
 pub mod validate;
@@ -16,6 +17,7 @@ pub mod validate;
 pub use event::{
     Event, EventType, Lineage, LlmCall, Outcome, Payload, PlanStep, Role, ToolStatus, Verdict,
 };
+pub use llm::{ChatMessage, ContentSource, LlmCallRecord, MessagePart, ToolDefinition, Usage};
 pub use session::{LineageStats, Session, Summary};
 pub use validate::{validate_run, Violation};
 

@@ -130,6 +130,23 @@ pub fn validate_run(session_text: &str, events_text: &str) -> RunCheck {
             out.events_with_valid_lineage += 1;
         }
     }
+    let roots: Vec<usize> = events
+        .iter()
+        .filter(|(_, e)| e.lineage == Lineage::Root)
+        .map(|(l, _)| *l)
+        .collect();
+    if roots.len() > 1 {
+        let lines: Vec<String> = roots.iter().take(5).map(|l| l.to_string()).collect();
+        out.violations.push(v(
+            format!("events.jsonl:{}:$.lineage", roots[1]),
+            format!(
+                "{} root events (lines {}{}); a run has exactly one",
+                roots.len(),
+                lines.join(", "),
+                if roots.len() > 5 { ", ..." } else { "" }
+            ),
+        ));
+    }
     if let Some(s) = &session {
         if s.lineage.events != out.events {
             out.violations.push(v(
@@ -313,6 +330,24 @@ mod tests {
             "{locs:?}"
         );
         assert_eq!(check.events_with_valid_lineage, 1);
+    }
+
+    #[test]
+    fn a_run_with_two_roots_is_invalid() {
+        let evs = vec![
+            event("a", None, Lineage::Root),
+            event("b", None, Lineage::Root),
+        ];
+        let check = validate_run(&serde_json::to_string(&session(2)).unwrap(), &lines(&evs));
+        assert!(!check.is_valid());
+        assert!(
+            check
+                .violations
+                .iter()
+                .any(|x| x.message.contains("2 root events")),
+            "{:?}",
+            check.violations
+        );
     }
 
     #[test]
