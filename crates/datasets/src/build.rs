@@ -464,7 +464,7 @@ pub fn build(inputs: &BuildInputs) -> Result<BuildSummary, BuildError> {
         let idx = RunIndex::new(&run.session, &run.events, &inputs.labels);
         rep.record_run(*split, &idx);
         metrics.add_run(&run.session, &run.events, Some(split.as_str()));
-        for row in crate::views::run_rows(&idx, &cfg.prefs) {
+        for row in crate::views::run_rows(&idx, &cfg.prefs, &cfg.rows) {
             let (mut value, mut side) = row.render(inputs.format);
             redact_row(&mut value, inputs.redactor, &mut rep.pii.counts);
             if let Some(s) = side.as_mut() {

@@ -13,6 +13,27 @@ pub struct BuildConfig {
     pub dedup: DedupConfig,
     pub quality: QualityConfig,
     pub prefs: PrefConfig,
+    pub rows: RowsConfig,
+}
+
+/// How rows are made from the recorded LLM conversations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RowsConfig {
+    /// `step` (one multi-turn row per step) or `call` (one row per LLM call).
+    pub llm_rows: crate::llm_rows::LlmRows,
+    /// The synthetic side of a verifier preference pair, when the recorded answer was plain text:
+    /// `{verdict}` and `{feedback}` are filled in (a JSON answer is mirrored key for key instead).
+    pub synthetic_verdict_template: String,
+}
+
+impl Default for RowsConfig {
+    fn default() -> Self {
+        Self {
+            llm_rows: crate::llm_rows::LlmRows::Step,
+            synthetic_verdict_template: "{verdict}: {feedback}".into(),
+        }
+    }
 }
 
 /// Target shares of runs per split; they need not sum to 1 (they are normalized).

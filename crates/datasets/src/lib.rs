@@ -6,6 +6,7 @@
 pub mod build;
 pub mod config;
 pub mod labels;
+pub mod llm_rows;
 pub mod minhash;
 pub mod output;
 pub mod prefs;

@@ -106,6 +106,10 @@ impl Msg {
         m.name = Some(name.to_string());
         m
     }
+    /// A message of the given role (`system`, `user`, `assistant`, `tool`).
+    pub fn with_role(role: &'static str, content: String) -> Msg {
+        Msg::new(role, content)
+    }
     fn new(role: &'static str, content: String) -> Msg {
         Msg {
             role,

@@ -13,6 +13,11 @@ use traj_schema::event::{
     WorkerAction, WorkerInput, WorkerOutput, WorkerToolCall, WorkerToolResult,
 };
 use traj_schema::session::{DataGovernance, ModelSpec, RuntimeConfig};
+use traj_schema::{ChatMessage, ContentSource, LlmCallRecord, MessagePart};
+
+/// The system prompt of the synthetic worker model.
+const SYNTH_WORKER_SYSTEM: &str =
+    "You are a worker. Carry out the current step with one tool call.";
 use traj_schema::{
     time_fmt, Event, EventType, Lineage, LineageStats, Outcome, Payload, Role, Session, Summary,
     ToolStatus, Verdict, SCHEMA_VERSION,
@@ -228,6 +233,7 @@ impl RunBuilder {
         output: WorkerOutput,
     ) -> String {
         let span = self.new_span();
+        let current_step = input.current_step.clone();
         let parent = self
             .last_plan_out
             .take()
@@ -239,6 +245,42 @@ impl RunBuilder {
             parent,
             Payload::WorkerInput(input),
         );
+        let call_id = format!("call_{}", &span[..8]);
+        let llm_span = self.new_span();
+        let answer = match (&action.tool, attempts.first()) {
+            (Some(tool), Some(first)) => MessagePart::ToolCall {
+                id: call_id.clone(),
+                name: tool.clone(),
+                arguments: first.arguments.clone(),
+            },
+            _ => MessagePart::text(action.reasoning.clone()),
+        };
+        self.push(
+            &llm_span,
+            Role::Llm,
+            step,
+            Some(i.clone()),
+            Payload::LlmCall(LlmCallRecord {
+                operation: "chat".into(),
+                provider: Some("synthetic".into()),
+                model: "synth-worker".into(),
+                response_model: None,
+                request: Default::default(),
+                system_instructions: vec![MessagePart::text(SYNTH_WORKER_SYSTEM)],
+                input_messages: vec![ChatMessage::new(
+                    "user",
+                    vec![MessagePart::text(current_step.clone())],
+                )],
+                output_messages: vec![ChatMessage::new("assistant", vec![answer])],
+                tool_definitions: Vec::new(),
+                usage: Default::default(),
+                finish_reasons: Vec::new(),
+                response_id: None,
+                content_source: ContentSource::GenaiAttributes,
+                also_found_in: Vec::new(),
+                error_type: None,
+            }),
+        );
         let a = self.push(
             &span,
             Role::Worker,
@@ -246,7 +288,6 @@ impl RunBuilder {
             Some(i),
             Payload::WorkerAction(action),
         );
-        let call_id = format!("call_{}", &span[..8]);
         for (n, t) in attempts.into_iter().enumerate() {
             let tspan = self.new_span();
             let attempt = n as u32 + 1;

@@ -1,9 +1,11 @@
 //! Converts one indexed run into the rows of the five views: planner, worker and verifier SFT,
 //! verifier preference pairs and worker recovery cases, each with full lineage metadata.
 
-use crate::config::PrefConfig;
-use crate::prefs::{judge, pref_cases, VerdictText};
+use crate::config::{PrefConfig, RowsConfig};
+use crate::llm_rows::{content_missing, conversations, verdict_like, Conversation};
+use crate::prefs::{judge, pref_cases, Synthetic, VerdictText};
 use crate::rows::{Call, Completion, Msg, Row, View};
+use crate::runview::LlmCallRef;
 use crate::runview::{RunIndex, Stage, ToolExec, WorkStage};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -168,13 +170,99 @@ fn action_msg(w: &WorkStage) -> Option<Msg> {
 }
 
 /// Every row of every view for one run, in a fixed order.
-pub fn run_rows(idx: &RunIndex, prefs: &PrefConfig) -> Vec<Row> {
+pub fn run_rows(idx: &RunIndex, prefs: &PrefConfig, cfg: &RowsConfig) -> Vec<Row> {
     let mut rows = Vec::new();
-    planner_rows(idx, &mut rows);
-    worker_rows(idx, &mut rows);
-    verifier_rows(idx, prefs, &mut rows);
+    planner_rows(idx, cfg, &mut rows);
+    worker_rows(idx, cfg, &mut rows);
+    verifier_rows(idx, prefs, cfg, &mut rows);
     recovery_rows(idx, &mut rows);
     rows
+}
+
+/// Where a row's messages came from.
+enum Source<'c, 'a> {
+    /// The model's recorded conversation.
+    Llm(&'c Conversation<'a>),
+    /// The step's payloads, rendered with traj's prompt; the reason says why.
+    Payload(&'static str),
+}
+
+/// Why a step's row falls back to its payloads.
+fn payload_reason(calls: &[LlmCallRef]) -> &'static str {
+    if calls.is_empty() {
+        "no_llm_calls"
+    } else if content_missing(calls) {
+        "content_not_captured"
+    } else {
+        "no_conversation"
+    }
+}
+
+/// Adds `source` (and, for LLM rows, the calls' lineage and provenance) to a row's metadata.
+fn with_source(mut meta: Value, source: Source) -> Value {
+    let Value::Object(m) = &mut meta else {
+        return meta;
+    };
+    match source {
+        Source::Llm(c) => {
+            m.insert("source".into(), json!("llm"));
+            let span_ids: Vec<&str> = c.calls.iter().map(|(e, _)| e.span_id.as_str()).collect();
+            let event_ids: Vec<&str> = c.calls.iter().map(|(e, _)| e.event_id.as_str()).collect();
+            for (key, ids) in [("span_ids", span_ids), ("event_ids", event_ids)] {
+                if let Some(Value::Array(list)) = m.get_mut(key) {
+                    for id in ids {
+                        if !list.iter().any(|x| x == id) {
+                            list.push(json!(id));
+                        }
+                    }
+                }
+            }
+            m.insert("llm".into(), c.provenance());
+        }
+        Source::Payload(why) => {
+            m.insert("source".into(), json!("payload"));
+            m.insert("payload_reason".into(), json!(why));
+        }
+    }
+    meta
+}
+
+/// The rows of one step: one per recorded conversation, else the payload row `fallback` makes.
+fn step_rows(
+    view: View,
+    calls: &[LlmCallRef],
+    cfg: &RowsConfig,
+    meta: Value,
+    default_tools: impl Fn() -> Vec<Value>,
+    fallback: impl FnOnce() -> Option<(Vec<Msg>, Msg, Vec<Value>)>,
+    rows: &mut Vec<Row>,
+) {
+    let convs = conversations(calls, cfg.llm_rows);
+    if convs.is_empty() {
+        if let Some((prompt, answer, tools)) = fallback() {
+            rows.push(Row {
+                view,
+                prompt,
+                completion: Completion::Sft(answer),
+                tools,
+                metadata: with_source(meta, Source::Payload(payload_reason(calls))),
+            });
+        }
+        return;
+    }
+    for c in &convs {
+        rows.push(Row {
+            view,
+            prompt: c.prompt.clone(),
+            completion: Completion::Sft(c.answer.clone()),
+            tools: if c.tools.is_empty() {
+                default_tools()
+            } else {
+                c.tools.clone()
+            },
+            metadata: with_source(meta.clone(), Source::Llm(c)),
+        });
+    }
 }
 
 fn end_ids<'a>(idx: &'a RunIndex) -> (Vec<&'a str>, Vec<&'a str>) {
@@ -184,13 +272,15 @@ fn end_ids<'a>(idx: &'a RunIndex) -> (Vec<&'a str>, Vec<&'a str>) {
     }
 }
 
-fn planner_rows(idx: &RunIndex, rows: &mut Vec<Row>) {
+fn planner_rows(idx: &RunIndex, cfg: &RowsConfig, rows: &mut Vec<Row>) {
     for (i, p) in idx.plans() {
-        let (Some((ie, input)), Some((oe, output))) = (p.input, p.output) else {
-            continue;
-        };
         let mut spans = vec![p.span_id];
-        let mut events = vec![ie.event_id.as_str(), oe.event_id.as_str()];
+        let mut events: Vec<&str> = [p.input, None]
+            .iter()
+            .flatten()
+            .map(|(e, _)| e.event_id.as_str())
+            .chain(p.output.map(|(e, _)| e.event_id.as_str()))
+            .collect();
         let mut verdicts = Vec::new();
         for s in idx.stages.iter().skip(i + 1) {
             match s {
@@ -211,32 +301,42 @@ fn planner_rows(idx: &RunIndex, rows: &mut Vec<Row>) {
         let labels = json!({
             "following_verdicts": verdicts,
             "final_outcome": idx.outcome.as_str(),
-            "is_replan": input.replan_reason.is_some(),
+            "is_replan": p.input.is_some_and(|(_, i)| i.replan_reason.is_some()),
         });
-        rows.push(Row {
-            view: View::PlannerSft,
-            prompt: vec![Msg::system(PLANNER_SYSTEM), Msg::user(json_text(input))],
-            completion: Completion::Sft(Msg::assistant(canonical_json(&json!({
-                "plan": output.plan,
-                "rationale": output.rationale,
-                "confidence": output.confidence,
-            })))),
-            tools: Vec::new(),
-            metadata: metadata(idx, Role::Planner, p.step, spans, events, false, labels),
-        });
+        let meta = metadata(idx, Role::Planner, p.step, spans, events, false, labels);
+        step_rows(
+            View::PlannerSft,
+            &p.llm_calls,
+            cfg,
+            meta,
+            Vec::new,
+            || {
+                let ((_, input), (_, output)) = (p.input?, p.output?);
+                let answer = Msg::assistant(canonical_json(&json!({
+                    "plan": output.plan,
+                    "rationale": output.rationale,
+                    "confidence": output.confidence,
+                })));
+                Some((
+                    vec![Msg::system(PLANNER_SYSTEM), Msg::user(json_text(input))],
+                    answer,
+                    Vec::new(),
+                ))
+            },
+            rows,
+        );
     }
 }
 
-fn worker_rows(idx: &RunIndex, rows: &mut Vec<Row>) {
+fn worker_rows(idx: &RunIndex, cfg: &RowsConfig, rows: &mut Vec<Row>) {
     for (_, w) in idx.works() {
-        let (Some((ie, input)), Some((ae, _))) = (w.input, w.action.as_ref()) else {
-            continue;
-        };
-        let Some(answer) = action_msg(w) else {
-            continue;
-        };
         let mut spans = vec![w.span_id];
-        let mut events = vec![ie.event_id.as_str(), ae.event_id.as_str()];
+        let mut events: Vec<&str> = w
+            .input
+            .map(|(e, _)| e.event_id.as_str())
+            .into_iter()
+            .chain(w.action.as_ref().map(|(e, _)| e.event_id.as_str()))
+            .collect();
         for t in &w.tools {
             spans.push(t.span_id);
             events.push(t.call.0.event_id.as_str());
@@ -262,25 +362,48 @@ fn worker_rows(idx: &RunIndex, rows: &mut Vec<Row>) {
             "recovered": w.tools.iter().any(|t| t.failed()) && w.tools.last().is_some_and(|t| t.succeeded()),
             "output_status": w.output.map(|(_, o)| if o.status == traj_schema::ToolStatus::Ok { "ok" } else { "error" }),
         });
-        rows.push(Row {
-            view: View::WorkerSft,
-            prompt: vec![Msg::system(WORKER_SYSTEM), Msg::user(json_text(input))],
-            completion: Completion::Sft(answer),
-            tools: tool_schemas(idx, &input.allowed_tools),
-            metadata: metadata(
-                idx,
-                Role::Worker,
-                w.step,
-                spans,
-                events,
-                w.action_label.is_some(),
-                labels,
-            ),
-        });
+        let meta = metadata(
+            idx,
+            Role::Worker,
+            w.step,
+            spans,
+            events,
+            w.action_label.is_some(),
+            labels,
+        );
+        let allowed: &[String] = w
+            .input
+            .map(|(_, i)| i.allowed_tools.as_slice())
+            .unwrap_or(&[]);
+        let default_tools = || tool_schemas(idx, allowed);
+        // A human correction of the action replaces what the model said: payload row.
+        let calls = if w.action_label.is_some() {
+            &[][..]
+        } else {
+            &w.llm_calls[..]
+        };
+        step_rows(
+            View::WorkerSft,
+            calls,
+            cfg,
+            meta,
+            default_tools,
+            || {
+                let (_, input) = w.input?;
+                w.action.as_ref()?;
+                let answer = action_msg(w)?;
+                Some((
+                    vec![Msg::system(WORKER_SYSTEM), Msg::user(json_text(input))],
+                    answer,
+                    default_tools(),
+                ))
+            },
+            rows,
+        );
     }
 }
 
-fn verifier_rows(idx: &RunIndex, prefs: &PrefConfig, rows: &mut Vec<Row>) {
+fn verifier_rows(idx: &RunIndex, prefs: &PrefConfig, cfg: &RowsConfig, rows: &mut Vec<Row>) {
     for (i, v) in idx.verifies() {
         let (Some((ie, input)), Some((oe, out)), Some(verdict)) = (v.input, v.output, v.verdict)
         else {
@@ -292,7 +415,6 @@ fn verifier_rows(idx: &RunIndex, prefs: &PrefConfig, rows: &mut Vec<Row>) {
         spans.extend(es.iter().copied());
         let mut events = vec![ie.event_id.as_str(), oe.event_id.as_str()];
         events.extend(ee.iter().copied());
-        let prompt = vec![Msg::system(VERIFIER_SYSTEM), Msg::user(json_text(input))];
         let human = v.label.is_some();
         let effective = VerdictText {
             verdict,
@@ -305,21 +427,31 @@ fn verifier_rows(idx: &RunIndex, prefs: &PrefConfig, rows: &mut Vec<Row>) {
             "recorded_verdict": out.verdict.as_str(),
             "final_outcome": idx.outcome.as_str(),
         });
-        rows.push(Row {
-            view: View::VerifierSft,
-            prompt: prompt.clone(),
-            completion: Completion::Sft(verdict_msg(&effective)),
-            tools: Vec::new(),
-            metadata: metadata(
-                idx,
-                Role::Verifier,
-                v.step,
-                spans.clone(),
-                events.clone(),
-                human,
-                labels,
-            ),
-        });
+        // A human correction replaces what the model said: its rows come from the payloads.
+        let calls = if human { &[][..] } else { &v.llm_calls[..] };
+        let convs = conversations(calls, cfg.llm_rows);
+        let payload_prompt = vec![Msg::system(VERIFIER_SYSTEM), Msg::user(json_text(input))];
+        let meta = metadata(
+            idx,
+            Role::Verifier,
+            v.step,
+            spans.clone(),
+            events.clone(),
+            human,
+            labels,
+        );
+        step_rows(
+            View::VerifierSft,
+            calls,
+            cfg,
+            meta,
+            Vec::new,
+            || Some((payload_prompt.clone(), verdict_msg(&effective), Vec::new())),
+            rows,
+        );
+        // Preference pairs: on the model's real prompt, the recorded side as it answered and
+        // the other side in the same form.
+        let real = convs.last();
         for case in pref_cases(idx, i, v, prefs) {
             let labels = json!({
                 "rule": case.rule,
@@ -328,23 +460,52 @@ fn verifier_rows(idx: &RunIndex, prefs: &PrefConfig, rows: &mut Vec<Row>) {
                 "synthetic_side": case.synthetic.map(|s| s.as_str()),
                 "final_outcome": idx.outcome.as_str(),
             });
+            let meta = metadata(
+                idx,
+                Role::Verifier,
+                v.step,
+                spans.clone(),
+                events.clone(),
+                human,
+                labels,
+            );
+            let (prompt, chosen, rejected, tools, source) = match real {
+                Some(c) => {
+                    let side = |vt: &VerdictText, recorded: bool| {
+                        if recorded {
+                            c.answer.clone()
+                        } else {
+                            verdict_like(
+                                &c.answer,
+                                vt.verdict.as_str(),
+                                &vt.feedback,
+                                &vt.risk_flags,
+                                &cfg.synthetic_verdict_template,
+                            )
+                        }
+                    };
+                    (
+                        c.prompt.clone(),
+                        side(&case.chosen, case.synthetic == Some(Synthetic::Rejected)),
+                        side(&case.rejected, case.synthetic == Some(Synthetic::Chosen)),
+                        c.tools.clone(),
+                        Source::Llm(c),
+                    )
+                }
+                None => (
+                    payload_prompt.clone(),
+                    verdict_msg(&case.chosen),
+                    verdict_msg(&case.rejected),
+                    Vec::new(),
+                    Source::Payload(payload_reason(calls)),
+                ),
+            };
             rows.push(Row {
                 view: View::VerifierPrefPairs,
-                prompt: prompt.clone(),
-                completion: Completion::Pref {
-                    chosen: verdict_msg(&case.chosen),
-                    rejected: verdict_msg(&case.rejected),
-                },
-                tools: Vec::new(),
-                metadata: metadata(
-                    idx,
-                    Role::Verifier,
-                    v.step,
-                    spans.clone(),
-                    events.clone(),
-                    human,
-                    labels,
-                ),
+                prompt,
+                completion: Completion::Pref { chosen, rejected },
+                tools,
+                metadata: with_source(meta, source),
             });
         }
     }

@@ -32,7 +32,12 @@ fn run_reader_corpus_reads_without_panics() {
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect();
         let idx = RunIndex::new(&session, &events, &Labels::default());
-        let n = traj_datasets::views::run_rows(&idx, &PrefConfig::default()).len();
+        let n = traj_datasets::views::run_rows(
+            &idx,
+            &PrefConfig::default(),
+            &traj_datasets::config::RowsConfig::default(),
+        )
+        .len();
         if is_valid {
             valid += 1;
             rows += n;

@@ -12,7 +12,7 @@ use traj_schema::{Event, EventType, Session};
 
 fn rows_of(run: &(Session, Vec<Event>), labels: &Labels, prefs: &PrefConfig) -> Vec<Row> {
     let idx = RunIndex::new(&run.0, &run.1, labels);
-    run_rows(&idx, prefs)
+    run_rows(&idx, prefs, &traj_datasets::config::RowsConfig::default())
 }
 
 fn view(rows: &[Row], v: View) -> Vec<&Row> {
@@ -228,7 +228,11 @@ fn human_labels_override_verdicts_outcomes_and_actions() {
         .unwrap();
     let idx = RunIndex::new(&run.0, &run.1, &labels);
     assert_eq!(idx.labels_used.len(), 3);
-    let rows = run_rows(&idx, &PrefConfig::default());
+    let rows = run_rows(
+        &idx,
+        &PrefConfig::default(),
+        &traj_datasets::config::RowsConfig::default(),
+    );
 
     let v = view(&rows, View::VerifierSft);
     let Completion::Sft(m) = &v[0].completion else {
@@ -497,7 +501,11 @@ mod evidence_rule {
             panic!()
         };
         assert!(m.tool_calls.is_empty());
-        assert_eq!(content(m)["action"], "respond");
+        assert_eq!(
+            w[1].metadata["source"], "llm",
+            "from the worker's recorded conversation"
+        );
+        assert_eq!(w[0].metadata["source"], "llm");
         let params = &w[0].tools[0]["function"]["parameters"];
         assert_eq!(params["properties"]["path"]["type"], "string");
     }

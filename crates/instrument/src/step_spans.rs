@@ -16,6 +16,8 @@ use traj_schema::event::{
     WorkerInput, WorkerOutput,
 };
 use traj_schema::hashing::hash_str;
+use traj_schema::keys;
+use traj_schema::llm::{ChatMessage, MessagePart, ToolDefinition, Usage};
 
 /// `tracing` target of every span and span event the helpers create.
 pub const TARGET: &str = "traj";
@@ -213,6 +215,10 @@ fn llm_span(parent: &Span, run_id: &str, model: &str, rendered_prompt: &str) -> 
         gen_ai.request.model = model,
         traj.prompt.rendered = &*prompt,
         traj.prompt_hash = hash_str(&prompt).as_str(),
+        gen_ai.system_instructions = Empty,
+        gen_ai.input.messages = Empty,
+        gen_ai.tool.definitions = Empty,
+        gen_ai.response.id = Empty,
         gen_ai.usage.input_tokens = Empty,
         gen_ai.usage.output_tokens = Empty,
         gen_ai.output.messages = Empty,
@@ -442,29 +448,157 @@ impl Drop for ToolSpan {
 }
 
 /// One model call (`chat <model>`); ends when dropped.
+///
+/// What the model was given and what it answered are recorded in the GenAI form
+/// (`gen_ai.system_instructions`, `gen_ai.input.messages`, `gen_ai.output.messages`,
+/// `gen_ai.tool.definitions`: JSON strings of the [`traj_schema::llm`] types), after the same
+/// source-side redaction as every payload, and only when a subscriber wants the span. Record
+/// each once per call.
+///
+/// ```no_run
+/// # use traj_instrument::{RunInfo, RunSpan};
+/// use traj_schema::llm::{ChatMessage, MessagePart, Usage};
+/// # let run = RunSpan::start(RunInfo::default());
+/// let worker = run.worker(0);
+/// let input = [ChatMessage::new("user", vec![MessagePart::text("Read a.txt")])];
+/// let llm = worker.llm_call("gpt-x", "user: Read a.txt");
+/// llm.system_instructions(&[MessagePart::text("You are the worker.")])
+///     .input_messages(&input)
+///     .output_messages(&[ChatMessage {
+///         finish_reason: Some("stop".into()),
+///         ..ChatMessage::new("assistant", vec![MessagePart::text("a.txt says hi")])
+///     }])
+///     .response("resp-1", Usage { input_tokens: 12, output_tokens: 4 });
+/// drop(llm); // ends the span: before the worker's output is recorded
+/// ```
 #[derive(Debug)]
 pub struct LlmSpan {
     span: Span,
 }
 
+/// A tool definition in the GenAI form: `{"type": "function", "name", "description",
+/// "parameters"}`.
+#[derive(Serialize)]
+struct FunctionTool<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    definition: &'a ToolDefinition,
+}
+
+/// A request parameter as an OTel attribute value: booleans, integers, floats and strings as
+/// such, an array of strings as a string array, anything else as its JSON. Strings are redacted.
+fn request_value(v: &Value) -> opentelemetry::Value {
+    match v {
+        Value::Bool(b) => (*b).into(),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => i.into(),
+            (None, Some(f)) if !n.is_u64() => f.into(),
+            _ => n.to_string().into(),
+        },
+        Value::String(s) => redaction::redact_str(s).into_owned().into(),
+        Value::Array(items) if items.iter().all(Value::is_string) => {
+            let strings: Vec<opentelemetry::StringValue> = items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|s| redaction::redact_str(s).into_owned().into())
+                .collect();
+            opentelemetry::Value::Array(strings.into())
+        }
+        other => payload_json(other).into(),
+    }
+}
+
 impl LlmSpan {
+    /// Request parameters (`temperature`, `max_tokens`, `top_p`, ...), each recorded as
+    /// `gen_ai.request.<name>`; a `ModelSpec`'s `params` map fits as is. `model` is skipped
+    /// (it is the `llm_call` argument).
+    pub fn request<'a, K: AsRef<str>>(
+        &self,
+        params: impl IntoIterator<Item = (K, &'a Value)>,
+    ) -> &Self {
+        if self.span.is_disabled() {
+            return self;
+        }
+        for (name, value) in params {
+            let name = name.as_ref();
+            if name != "model" {
+                self.span
+                    .set_attribute(format!("gen_ai.request.{name}"), request_value(value));
+            }
+        }
+        self
+    }
+
+    /// The system instructions given apart from the messages (`gen_ai.system_instructions`).
+    pub fn system_instructions(&self, parts: &[MessagePart]) -> &Self {
+        record_payload(&self.span, "gen_ai.system_instructions", &parts);
+        self
+    }
+
+    /// The conversation sent to the model (`gen_ai.input.messages`): earlier turns included,
+    /// e.g. the assistant's tool-call turn and the `tool` message with its response.
+    pub fn input_messages(&self, messages: &[ChatMessage]) -> &Self {
+        record_payload(&self.span, "gen_ai.input.messages", &messages);
+        self
+    }
+
+    /// The tools offered to the model (`gen_ai.tool.definitions`, each with `"type":
+    /// "function"`).
+    pub fn tool_definitions(&self, tools: &[ToolDefinition]) -> &Self {
+        if self.span.is_disabled() {
+            return self;
+        }
+        let tools: Vec<FunctionTool<'_>> = tools
+            .iter()
+            .map(|definition| FunctionTool {
+                kind: "function",
+                definition,
+            })
+            .collect();
+        record_payload(&self.span, "gen_ai.tool.definitions", &tools);
+        self
+    }
+
+    /// The model's answer (`gen_ai.output.messages`, one message per choice). Their
+    /// `finish_reason`s, when set, also become `gen_ai.response.finish_reasons`.
+    pub fn output_messages(&self, messages: &[ChatMessage]) -> &Self {
+        if self.span.is_disabled() {
+            return self;
+        }
+        record_payload(&self.span, "gen_ai.output.messages", &messages);
+        let reasons: Vec<opentelemetry::StringValue> = messages
+            .iter()
+            .filter_map(|m| m.finish_reason.clone())
+            .map(Into::into)
+            .collect();
+        if !reasons.is_empty() {
+            self.span.set_attribute(
+                keys::GEN_AI_RESPONSE_FINISH_REASONS,
+                opentelemetry::Value::Array(reasons.into()),
+            );
+        }
+        self
+    }
+
+    /// A plain-text answer: one assistant message with finish reason `stop`.
+    pub fn output_text(&self, text: &str) -> &Self {
+        self.output_messages(&[ChatMessage {
+            finish_reason: Some("stop".into()),
+            ..ChatMessage::new("assistant", vec![MessagePart::text(text)])
+        }])
+    }
+
+    /// The provider's response id (`gen_ai.response.id`) and the call's token usage.
+    pub fn response(&self, id: &str, usage: Usage) -> &Self {
+        self.span.record("gen_ai.response.id", id);
+        self.usage(usage.input_tokens, usage.output_tokens)
+    }
+
     /// Token usage of the call.
     pub fn usage(&self, input_tokens: u64, output_tokens: u64) -> &Self {
         record_int(&self.span, "gen_ai.usage.input_tokens", input_tokens);
         record_int(&self.span, "gen_ai.usage.output_tokens", output_tokens);
-        self
-    }
-
-    /// The model's answer, recorded as `gen_ai.output.messages`.
-    pub fn output_text(&self, text: &str) -> &Self {
-        let text = redaction::redact_str(text);
-        let messages = serde_json::json!([{
-            "role": "assistant",
-            "parts": [{ "type": "text", "content": &*text }],
-            "finish_reason": "stop",
-        }]);
-        self.span
-            .record("gen_ai.output.messages", messages.to_string().as_str());
         self
     }
 

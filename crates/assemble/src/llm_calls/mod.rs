@@ -111,6 +111,9 @@ pub(crate) fn read_call(
         finish_reasons = oi_reasons;
     }
     if finish_reasons.is_empty() {
+        finish_reasons.extend(lookup("llm.finish_reason"));
+    }
+    if finish_reasons.is_empty() {
         finish_reasons = content
             .output
             .iter()
