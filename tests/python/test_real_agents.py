@@ -1,6 +1,7 @@
 """Agents built with REAL instrumentation libraries from PyPI (openai + opentelemetry-instrumentation-
-openai-v2 in span and event mode, openai + openinference-instrumentation-openai, pydantic-ai's own
-instrumentation), driven against a scripted OpenAI-compatible stub model, export to a real
+openai-v2 in span, event and legacy (semconv 1.30 per-message log events) mode, openai +
+openinference-instrumentation-openai, openai + Traceloop's OpenLLMetry opentelemetry-instrumentation-
+openai, pydantic-ai's own instrumentation), driven against a scripted OpenAI-compatible stub model, export to a real
 `traj serve`. The stub's log of every request body it received and every response it returned is
 the ground truth: traj's `llm_call` events and dataset rows must equal it, content for content
 (system prompt, user turn, tool definitions, tool call ids / names / arguments, tool results,
@@ -34,12 +35,16 @@ GOALS = ["Summarize notes.txt for the release channel", FLAKY_GOAL,
 AGENTS = {
     "openai_v2_span": (["agent_openai_v2.py", "--mode", "span"], "grpc", True),
     "openai_v2_event": (["agent_openai_v2.py", "--mode", "event"], "http", True),
+    "openai_v2_legacy": (["agent_openai_v2.py", "--mode", "legacy"], "http", True),
     "openinference": (["agent_openinference.py"], "http", True),
+    "openllmetry": (["agent_openllmetry.py"], "grpc", True),
     "pydantic_ai": (["agent_pydantic_ai.py"], "grpc", False),
 }
 # Whether the library records the offered tool definitions on its LLM spans / logs.
-RECORDS_TOOL_DEFINITIONS = {"openai_v2_span": False, "openai_v2_event": False, "openinference": True,
-                            "pydantic_ai": True}
+RECORDS_TOOL_DEFINITIONS = {"openai_v2_span": False, "openai_v2_event": False, "openai_v2_legacy": False,
+                            "openinference": True, "openllmetry": True, "pydantic_ai": True}
+# Libraries that normalize OpenAI's `tool_calls` finish reason to the GenAI `tool_call`.
+NORMALIZES_TOOL_CALL_FINISH = {"pydantic_ai", "openllmetry"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,7 +348,7 @@ def check_llm_calls(name, calls, llm):
                            what + " output")
         finish = resp["choices"][0]["finish_reason"]
         if p.get("finish_reasons"):
-            ok = [[finish]] + ([["tool_call"]] if name == "pydantic_ai" and finish == "tool_calls" else [])
+            ok = [[finish]] + ([["tool_call"]] if name in NORMALIZES_TOOL_CALL_FINISH and finish == "tool_calls" else [])
             assert p["finish_reasons"] in ok, f"{what}: finish_reasons {p['finish_reasons']} not in {ok}"
         if RECORDS_TOOL_DEFINITIONS[name] and req.get("tools"):
             got = [{"name": t["name"], "description": t.get("description", ""), "parameters": t.get("parameters")}
@@ -435,7 +440,19 @@ def test_recovery_rows_for_the_failed_tool_attempt(scenario):
     rec = rows_by_run(trl_rows(s), "worker_recovery_cases")
     flaky = s.run_ids[FLAKY_GOAL]
     assert len(rec.get(flaky, [])) == 1, f"{s.name}: recovery rows of the flaky run: {rec.get(flaky)}"
-    assert rec[flaky][0]["metadata"]["labels"]["recovery_kind"] == "retry", rec[flaky][0]["metadata"]["labels"]
+    row = rec[flaky][0]
+    assert row["metadata"]["labels"]["recovery_kind"] == "retry", row["metadata"]["labels"]
+    if s.name == "pydantic_ai":
+        # The model saw the failure: the row is its real conversation up to the error result,
+        # then the turn that recovered (a new tool call).
+        assert row["metadata"]["source"] == "llm", row["metadata"]
+        tool_msgs = [m for m in row["messages"] if m["role"] == "tool"]
+        assert tool_msgs and "ERROR" in tool_msgs[-1]["content"], row["messages"]
+        assert row["messages"][-1]["role"] == "assistant" and row["messages"][-1]["tool_calls"], row["messages"][-1]
+    else:
+        # The agent retried by itself; the model never saw the error.
+        assert row["metadata"]["source"] == "payload", row["metadata"]
+        assert row["metadata"]["payload_reason"] == "failure_not_shown_to_model", row["metadata"]
     for goal, run_id in s.run_ids.items():
         if goal != FLAKY_GOAL:
             assert run_id not in rec, f"{s.name}: a clean run has recovery rows"

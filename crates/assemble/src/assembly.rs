@@ -844,8 +844,9 @@ pub fn assemble_with_logs<'r>(
         outcome: run_outcome,
         lineage: stats,
     };
-    let session = build_session(facts, &mut w);
+    let mut session = build_session(facts, &mut w);
     let warnings = w.finish();
+    session.warnings.clone_from(&warnings);
     tracing::debug!(
         run_id = %trace_hex,
         spans = n,

@@ -97,6 +97,7 @@ pub(crate) fn build_session(f: RunFacts, w: &mut Warnings) -> Session {
         toolset_hash: String::new(),
         lineage: f.lineage,
         root_span_seen: f.root_span_seen,
+        warnings: Vec::new(),
     };
     let mut model_stack_given = false;
     if let Some(root) = f.root {

@@ -313,7 +313,7 @@ pub fn build(inputs: &BuildInputs) -> Result<BuildSummary, BuildError> {
             }
         };
         let findings = check_run(&dir.run_id, &run.session, &run.events, &cfg.quality);
-        for w in &findings.warnings {
+        for w in findings.warnings.iter().chain(&run.session.warnings) {
             rep.add_warning(&dir.run_id, w);
         }
         if findings.broken_lineage_events > 0 {

@@ -105,6 +105,12 @@ pub struct Report {
     pub pii: Pii,
     /// Role metrics of the kept runs (overall and per split), from `traj-metrics`.
     pub role_metrics: Option<Value>,
+    /// Rows per view by where their messages came from: `llm` (the model's recorded
+    /// conversation) or `payload:<reason>` (traj's rendering of the step payloads).
+    pub row_sources: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Set when rows fell back to payloads because LLM calls recorded no content: how to turn
+    /// content capture on.
+    pub content_capture: Option<String>,
     /// Per-run input hashes (written to the manifest, not the report).
     #[serde(skip)]
     pub inputs: Vec<InputHashes>,
@@ -303,6 +309,19 @@ impl Report {
 
     /// Counts one written row.
     pub fn record_row(&mut self, split: Split, row: &Row) {
+        let source = match row.metadata["source"].as_str() {
+            Some("llm") => "llm".to_owned(),
+            _ => format!(
+                "payload:{}",
+                row.metadata["payload_reason"].as_str().unwrap_or("unknown")
+            ),
+        };
+        bump(
+            self.row_sources
+                .entry(row.view.as_str().to_owned())
+                .or_default(),
+            &source,
+        );
         if let Some(m) = self.rows.get_mut(split.as_str()) {
             *m.entry(row.view.as_str().to_string()).or_insert(0) += 1;
         }
@@ -332,6 +351,14 @@ impl Report {
     }
 
     pub fn finish(&mut self) {
+        let uncaptured: u64 = self
+            .row_sources
+            .values()
+            .filter_map(|m| m.get("payload:content_not_captured"))
+            .sum();
+        if uncaptured > 0 {
+            self.content_capture = Some(format!("{uncaptured} rows were rendered from step payloads because their LLM calls recorded no prompt or completion. Turn content capture on: openai-v2 `OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental` with `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=SPAN_ONLY` (or `EVENT_ONLY` and export logs to traj too); OpenInference: leave `OPENINFERENCE_HIDE_INPUTS` / `_OUTPUTS` unset; OpenLLMetry: `TRACELOOP_TRACE_CONTENT=true`; pydantic-ai: `InstrumentationSettings(include_content=True)`; traj-instrument: `LlmSpan` input/output messages."));
+        }
         self.runs.quarantined = self.quarantine.len() as u64;
         self.runs.deduplicated = self.dedup.removed;
     }
@@ -369,6 +396,31 @@ pub fn markdown(r: &Report) -> String {
             })
             .collect();
         let _ = writeln!(s, "| {} | {} |", sp.as_str(), cells.join(" | "));
+    }
+    let _ = writeln!(s, "\n### Where the rows came from\n\n| view | from the model's conversation | from payloads |\n|---|---|---|");
+    for v in View::ALL {
+        let Some(m) = r.row_sources.get(v.as_str()) else {
+            continue;
+        };
+        let payload: Vec<String> = m
+            .iter()
+            .filter(|(k, _)| k.starts_with("payload:"))
+            .map(|(k, n)| format!("{n} ({})", &k["payload:".len()..]))
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} |",
+            v.as_str(),
+            m.get("llm").copied().unwrap_or(0),
+            if payload.is_empty() {
+                "0".to_owned()
+            } else {
+                payload.join(", ")
+            }
+        );
+    }
+    if let Some(c) = &r.content_capture {
+        let _ = writeln!(s, "\n**Content capture was off for some LLM calls.** {c}");
     }
     let l = &r.leakage;
     let verdict = if l.shared_goal_families + l.shared_near_duplicate_clusters + l.shared_goals == 0

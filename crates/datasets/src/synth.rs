@@ -122,6 +122,7 @@ impl RunBuilder {
             toolset_hash: "sha256:22222222222222222222222222222222".into(),
             lineage: LineageStats::default(),
             root_span_seen: true,
+            warnings: Vec::new(),
         };
         let mut b = RunBuilder {
             session,

@@ -542,6 +542,37 @@ fn failed_turns(w: &WorkStage, failed: &[&ToolExec], prompt: &mut Vec<Msg>) {
     }
 }
 
+/// The LLM call of the worker step that ended between the last failed attempt and the attempt
+/// that succeeded and whose input carries a failed call's result (by call id): the model saw
+/// the error, and its answer is the recovery.
+fn llm_recovery<'a>(
+    w: &WorkStage<'a>,
+    failed: &[&ToolExec],
+    recovered: &ToolExec,
+) -> Option<Conversation<'a>> {
+    let after = failed
+        .last()
+        .and_then(|t| t.result.map(|(e, _)| e.time_unix_nano))?;
+    let before = recovered.call.0.time_unix_nano;
+    let ids: Vec<&str> = failed
+        .iter()
+        .map(|t| t.call.1.call_id.as_str())
+        .filter(|id| !id.is_empty())
+        .collect();
+    let call = w.llm_calls.iter().find(|(e, r)| {
+        (after..=before).contains(&e.time_unix_nano)
+            && r.has_conversation()
+            && r.input_messages.iter().any(|m| {
+                m.parts.iter().any(|p| {
+                    matches!(p, traj_schema::MessagePart::ToolCallResponse { id, .. } if ids.contains(&id.as_str()))
+                })
+            })
+    })?;
+    conversations(std::slice::from_ref(call), crate::llm_rows::LlmRows::Call)
+        .into_iter()
+        .next()
+}
+
 fn recovery_rows(idx: &RunIndex, rows: &mut Vec<Row>) {
     let works: Vec<(usize, &WorkStage)> = idx.works().collect();
     for (wi, (_, w)) in works.iter().enumerate() {
@@ -623,20 +654,49 @@ fn recovery_rows(idx: &RunIndex, rows: &mut Vec<Row>) {
                     "recovered_at_attempt": attempt,
                     "final_outcome": idx.outcome.as_str(),
                 });
-                rows.push(Row {
-                    view: View::WorkerRecoveryCases,
-                    prompt,
-                    completion: Completion::Sft(msg),
-                    tools: tool_schemas(idx, &input.allowed_tools),
-                    metadata: metadata(
-                        idx,
-                        Role::Worker,
-                        w.step,
-                        spans,
-                        events,
-                        w.action_label.is_some(),
-                        labels,
-                    ),
+                let meta = metadata(
+                    idx,
+                    Role::Worker,
+                    w.step,
+                    spans,
+                    events,
+                    w.action_label.is_some(),
+                    labels,
+                );
+                let default_tools = tool_schemas(idx, &input.allowed_tools);
+                // The model saw the failure: its real conversation up to the error result, then
+                // the turn that recovered.
+                let seen = w
+                    .tools
+                    .get(k)
+                    .filter(|_| kind == "retry" && w.action_label.is_none())
+                    .and_then(|ok| llm_recovery(w, &failed, ok));
+                rows.push(match seen {
+                    Some(c) => Row {
+                        view: View::WorkerRecoveryCases,
+                        prompt: c.prompt.clone(),
+                        completion: Completion::Sft(c.answer.clone()),
+                        tools: if c.tools.is_empty() {
+                            default_tools
+                        } else {
+                            c.tools.clone()
+                        },
+                        metadata: with_source(meta, Source::Llm(&c)),
+                    },
+                    None => Row {
+                        view: View::WorkerRecoveryCases,
+                        prompt,
+                        completion: Completion::Sft(msg),
+                        tools: default_tools,
+                        metadata: with_source(
+                            meta,
+                            Source::Payload(if w.llm_calls.is_empty() {
+                                "no_llm_calls"
+                            } else {
+                                "failure_not_shown_to_model"
+                            }),
+                        ),
+                    },
                 });
             }
             j = k;

@@ -1,6 +1,7 @@
 //! Unit tests of the span helpers: the attributes, links, events and statuses they record, read
 //! back from the SDK's finished spans (real tracing → OTel layer, in-process exporter).
 
+use crate::step_spans::record_payload;
 use crate::{OrchestratorState, RunInfo, RunSpan, SpanHandle};
 use opentelemetry::trace::{Status, TracerProvider as _};
 use opentelemetry::Value as OtelValue;
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use tracing_subscriber::layer::SubscriberExt;
 use traj_schema::event::*;
 use traj_schema::keys;
+use traj_schema::llm::{ChatMessage, MessagePart, ToolDefinition, Usage};
 use traj_schema::session::{ModelSpec, RuntimeConfig};
 
 #[derive(Debug, Clone, Default)]
@@ -332,4 +334,328 @@ fn goal_and_payloads_are_redacted_before_they_become_attributes() {
     assert_eq!(attr_str(root, keys::REDACTION_POLICY), "traj-source");
     let planner = by_role(&spans, "planner")[0];
     assert!(!attr_str(planner, keys::PLANNER_INPUT).contains("carol@example.com"));
+}
+
+fn attr_json(s: &SpanData, key: &str) -> serde_json::Value {
+    let text = attr_str(s, key);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{key} is not JSON ({e}): {text:?}"))
+}
+
+fn tool_call(id: &str, args: serde_json::Value) -> MessagePart {
+    MessagePart::ToolCall {
+        id: id.into(),
+        name: "read_file".into(),
+        arguments: args,
+    }
+}
+
+fn read_file_tool() -> ToolDefinition {
+    ToolDefinition {
+        name: "read_file".into(),
+        description: "Read a text file of the workspace".into(),
+        parameters: json!({
+            "type": "object",
+            "properties": {"path": {"type": "string"}},
+            "required": ["path"],
+        }),
+        strict: None,
+    }
+}
+
+/// A worker step as a two-turn tool loop: the model calls a tool, sees its error, calls again.
+fn tool_loop() {
+    let run = RunSpan::start(info("sim-1"));
+    let worker = run.worker(0);
+    let system = [MessagePart::text("You are the worker.")];
+    let tools = [read_file_tool()];
+    let params: BTreeMap<String, serde_json::Value> = [
+        ("temperature".to_string(), json!(0.25)),
+        ("max_tokens".to_string(), json!(256)),
+        ("stop".to_string(), json!(["</end>"])),
+        ("model".to_string(), json!("ignored")),
+    ]
+    .into();
+    let user = ChatMessage::new("user", vec![MessagePart::text("Read a.txt")]);
+    let first = ChatMessage {
+        finish_reason: Some("tool_call".into()),
+        ..ChatMessage::new(
+            "assistant",
+            vec![tool_call("c1", json!({"path": "/a.txt"}))],
+        )
+    };
+    let llm = worker.llm_call("sim-worker", "user: Read a.txt");
+    llm.request(&params)
+        .system_instructions(&system)
+        .tool_definitions(&tools)
+        .input_messages(std::slice::from_ref(&user))
+        .output_messages(std::slice::from_ref(&first))
+        .response(
+            "resp-1",
+            Usage {
+                input_tokens: 30,
+                output_tokens: 9,
+            },
+        );
+    drop(llm);
+    worker
+        .tool_call("read_file", "c1", &json!({"path": "/a.txt"}), 1)
+        .err("invalid_arguments", "path is absolute");
+    let error = ChatMessage::new(
+        "tool",
+        vec![MessagePart::ToolCallResponse {
+            id: "c1".into(),
+            response: json!({"error": "path is absolute"}),
+        }],
+    );
+    let second = ChatMessage {
+        finish_reason: Some("tool_call".into()),
+        ..ChatMessage::new("assistant", vec![tool_call("c1", json!({"path": "a.txt"}))])
+    };
+    worker
+        .llm_call("sim-worker", "user: Read a.txt (retry)")
+        .system_instructions(&system)
+        .tool_definitions(&tools)
+        .input_messages(&[user, first, error])
+        .output_messages(&[second])
+        .response(
+            "resp-2",
+            Usage {
+                input_tokens: 50,
+                output_tokens: 9,
+            },
+        );
+    drop(worker);
+    run.finish(Outcome::Success, None);
+}
+
+/// The LLM spans in start order.
+fn llm_spans(spans: &[SpanData]) -> Vec<&SpanData> {
+    let mut llms = by_role(spans, "llm");
+    llms.sort_by_key(|s| s.start_time);
+    llms
+}
+
+#[test]
+fn a_conversation_is_recorded_as_genai_json() {
+    let spans = capture(tool_loop);
+    let worker = by_role(&spans, "worker")[0];
+    let llms = llm_spans(&spans);
+    assert_eq!(llms.len(), 2);
+    assert_eq!(attr_str(llms[0], keys::GEN_AI_RESPONSE_ID), "resp-1");
+    assert_eq!(attr_str(llms[1], keys::GEN_AI_RESPONSE_ID), "resp-2");
+    for llm in &llms {
+        assert_eq!(llm.parent_span_id, worker.span_context.span_id());
+        assert_eq!(
+            attr_json(llm, keys::GEN_AI_SYSTEM_INSTRUCTIONS),
+            json!([{"type": "text", "content": "You are the worker."}])
+        );
+        assert_eq!(
+            attr_json(llm, keys::GEN_AI_TOOL_DEFINITIONS),
+            json!([{
+                "type": "function",
+                "name": "read_file",
+                "description": "Read a text file of the workspace",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"path": {"type": "string"}},
+                    "required": ["path"],
+                },
+            }])
+        );
+        assert_eq!(
+            attr(llm, keys::GEN_AI_RESPONSE_FINISH_REASONS),
+            Some(&OtelValue::Array(
+                vec![opentelemetry::StringValue::from("tool_call")].into()
+            ))
+        );
+    }
+    let first = llms[0];
+    assert_eq!(
+        attr_json(first, keys::GEN_AI_INPUT_MESSAGES),
+        json!([{"role": "user", "parts": [{"type": "text", "content": "Read a.txt"}]}])
+    );
+    assert_eq!(
+        attr_json(first, keys::GEN_AI_OUTPUT_MESSAGES),
+        json!([{
+            "role": "assistant",
+            "parts": [{"type": "tool_call", "id": "c1", "name": "read_file", "arguments": {"path": "/a.txt"}}],
+            "finish_reason": "tool_call",
+        }])
+    );
+    assert_eq!(
+        attr(first, keys::GEN_AI_USAGE_INPUT_TOKENS),
+        Some(&OtelValue::I64(30))
+    );
+    assert_eq!(
+        attr(first, keys::GEN_AI_USAGE_OUTPUT_TOKENS),
+        Some(&OtelValue::I64(9))
+    );
+    assert_eq!(
+        attr(first, "gen_ai.request.temperature"),
+        Some(&OtelValue::F64(0.25))
+    );
+    assert_eq!(
+        attr(first, "gen_ai.request.max_tokens"),
+        Some(&OtelValue::I64(256))
+    );
+    assert_eq!(
+        attr(first, "gen_ai.request.stop"),
+        Some(&OtelValue::Array(
+            vec![opentelemetry::StringValue::from("</end>")].into()
+        ))
+    );
+    assert_eq!(attr_str(first, keys::GEN_AI_REQUEST_MODEL), "sim-worker");
+    assert_eq!(
+        first
+            .attributes
+            .iter()
+            .filter(|kv| kv.key.as_str() == keys::GEN_AI_REQUEST_MODEL)
+            .count(),
+        1,
+        "a `model` request parameter does not override the model"
+    );
+    // The second turn carries the first: its tool call and the tool's error response.
+    assert_eq!(
+        attr_json(llms[1], keys::GEN_AI_INPUT_MESSAGES),
+        json!([
+            {"role": "user", "parts": [{"type": "text", "content": "Read a.txt"}]},
+            {
+                "role": "assistant",
+                "parts": [{"type": "tool_call", "id": "c1", "name": "read_file", "arguments": {"path": "/a.txt"}}],
+                "finish_reason": "tool_call",
+            },
+            {
+                "role": "tool",
+                "parts": [{"type": "tool_call_response", "id": "c1", "response": {"error": "path is absolute"}}],
+            },
+        ])
+    );
+    // What the reader parses them into is what was recorded.
+    let input: Vec<ChatMessage> =
+        serde_json::from_str(&attr_str(llms[1], keys::GEN_AI_INPUT_MESSAGES)).unwrap();
+    assert_eq!(input.len(), 3);
+    assert_eq!(
+        input[1].parts[0],
+        tool_call("c1", json!({"path": "/a.txt"}))
+    );
+    let tools: Vec<ToolDefinition> =
+        serde_json::from_str(&attr_str(llms[1], keys::GEN_AI_TOOL_DEFINITIONS)).unwrap();
+    assert_eq!(tools, vec![read_file_tool()]);
+}
+
+#[test]
+fn output_text_is_one_assistant_message_that_stopped() {
+    let spans = capture(|| {
+        let run = RunSpan::start(info("sim-1"));
+        run.verifier(0)
+            .llm_call("sim-verifier", "judge")
+            .output_text("end: goal met");
+        run.finish(Outcome::Success, None);
+    });
+    let llm = by_role(&spans, "llm")[0];
+    assert_eq!(
+        attr_json(llm, keys::GEN_AI_OUTPUT_MESSAGES),
+        json!([{"role": "assistant", "parts": [{"type": "text", "content": "end: goal met"}], "finish_reason": "stop"}])
+    );
+    assert_eq!(
+        attr(llm, keys::GEN_AI_RESPONSE_FINISH_REASONS),
+        Some(&OtelValue::Array(
+            vec![opentelemetry::StringValue::from("stop")].into()
+        ))
+    );
+    assert!(attr(llm, keys::GEN_AI_RESPONSE_ID).is_none());
+    assert!(attr(llm, keys::GEN_AI_INPUT_MESSAGES).is_none());
+}
+
+#[test]
+fn messages_are_redacted_like_payloads() {
+    let secret = "dave@example.com";
+    let args = json!({"to": secret, "body": "hi"});
+    let spans = capture(|| {
+        let run = RunSpan::start(info("sim-1"));
+        let worker = run.worker(0);
+        let call = ChatMessage::new(
+            "assistant",
+            vec![MessagePart::ToolCall {
+                id: "c1".into(),
+                name: "send_mail".into(),
+                arguments: args.clone(),
+            }],
+        );
+        worker
+            .llm_call("sim-worker", &format!("mail {secret}"))
+            .system_instructions(&[MessagePart::text(format!("never mail {secret}"))])
+            .input_messages(&[
+                ChatMessage::new("user", vec![MessagePart::text(format!("mail {secret}"))]),
+                call.clone(),
+                ChatMessage::new(
+                    "tool",
+                    vec![MessagePart::ToolCallResponse {
+                        id: "c1".into(),
+                        response: json!({"sent_to": secret}),
+                    }],
+                ),
+            ])
+            .output_messages(&[call])
+            .request([("user", &json!(secret))]);
+        worker
+            .tool_call("send_mail", "c1", &args, 1)
+            .ok(&json!({"sent_to": secret}));
+        drop(worker);
+        run.finish(Outcome::Success, None);
+    });
+    let llm = by_role(&spans, "llm")[0];
+    for key in [
+        keys::GEN_AI_SYSTEM_INSTRUCTIONS,
+        keys::GEN_AI_INPUT_MESSAGES,
+        keys::GEN_AI_OUTPUT_MESSAGES,
+        keys::PROMPT_RENDERED,
+        "gen_ai.request.user",
+    ] {
+        let v = attr_str(llm, key);
+        assert!(!v.is_empty(), "{key} recorded");
+        assert!(!v.contains(secret), "{key}: {v}");
+    }
+    // The tool-call part's arguments are redacted exactly as the tool span's arguments.
+    let tool = by_role(&spans, "tool")[0];
+    let span_args = attr_json(tool, keys::GEN_AI_TOOL_CALL_ARGUMENTS);
+    assert_ne!(span_args, args);
+    let out = attr_json(llm, keys::GEN_AI_OUTPUT_MESSAGES);
+    assert_eq!(out[0]["parts"][0]["arguments"], span_args);
+    assert_eq!(
+        attr_json(llm, keys::GEN_AI_INPUT_MESSAGES)[2]["parts"][0]["response"],
+        attr_json(tool, keys::GEN_AI_TOOL_CALL_RESULT)
+    );
+}
+
+/// Counts how often it is serialized.
+struct Counting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl serde::Serialize for Counting<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        s.serialize_str("payload")
+    }
+}
+
+#[test]
+fn payloads_of_spans_nobody_wants_are_never_serialized() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let n = AtomicUsize::new(0);
+    record_payload(
+        &tracing::Span::none(),
+        "gen_ai.input.messages",
+        &Counting(&n),
+    );
+    assert_eq!(n.load(Ordering::Relaxed), 0);
+    let spans = capture(|| {
+        let run = RunSpan::start(info("sim-1"));
+        let llm = run.worker(0).llm_call("sim-worker", "p");
+        record_payload(llm.span(), "gen_ai.input.messages", &Counting(&n));
+    });
+    assert_eq!(n.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        attr_str(by_role(&spans, "llm")[0], keys::GEN_AI_INPUT_MESSAGES),
+        "\"payload\""
+    );
 }

@@ -80,6 +80,7 @@ impl RunBuilder {
             toolset_hash: format!("sha256:{:032x}", 0x70),
             lineage: LineageStats::default(),
             root_span_seen: true,
+            warnings: Vec::new(),
         };
         RunBuilder {
             session,

@@ -269,6 +269,7 @@ mod tests {
             toolset_hash: String::new(),
             lineage: Default::default(),
             root_span_seen: true,
+            warnings: Vec::new(),
         }
     }
 

@@ -102,4 +102,8 @@ pub struct Session {
     pub lineage: LineageStats,
     /// False when the run was finalized by the idle timeout without its root span.
     pub root_span_seen: bool,
+    /// What assembly met on the way (malformed content, unknown parts, logs without their span,
+    /// two conventions at once, ...), bounded; the dataset report repeats them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }

@@ -259,6 +259,7 @@ mod tests {
                 ..Default::default()
             },
             root_span_seen: true,
+            warnings: Vec::new(),
         }
     }
 
