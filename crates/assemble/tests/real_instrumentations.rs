@@ -252,6 +252,27 @@ fn openai_v2_event_mode_content_from_log_records_in_either_order() {
 }
 
 #[test]
+fn openai_v2_legacy_mode_content_from_per_message_log_events() {
+    let c = load("openai_v2_legacy");
+    assert!(c.logs.iter().any(|l| l.record.event_name == "gen_ai.choice"
+        || l.record.attributes.iter().any(|a| a.key == "event.name")));
+    let run = assemble(&c);
+    assert_valid(&run);
+    check_against_wire("openai_v2_legacy", &run, false);
+    assert!(llm_calls(&run)
+        .iter()
+        .all(|(_, r)| r.content_source == ContentSource::GenaiLogs));
+}
+
+#[test]
+fn openllmetry_content_and_tool_definitions() {
+    let c = load("openllmetry");
+    let run = assemble(&c);
+    assert_valid(&run);
+    check_against_wire("openllmetry", &run, true);
+}
+
+#[test]
 fn logs_whose_span_never_arrived_are_a_warning_not_a_loss_of_the_rest() {
     let mut c = load("openai_v2_event");
     c.logs[0].record.span_id = vec![0xee; 8];
