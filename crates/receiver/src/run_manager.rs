@@ -391,7 +391,7 @@ impl RunManager {
         let mut summary = RecoverySummary::default();
         let mut span_ids: HashMap<TraceId, HashSet<SpanId>> = HashMap::new();
         for item in self.store.scan(0) {
-            let (seq, bytes) = match item {
+            let traj_store::Record { seq, payload: bytes, .. } = match item {
                 Ok(x) => x,
                 Err(e) => {
                     summary.bad_records += 1;
