@@ -264,10 +264,13 @@ pub fn raw_spans(data: &Path) -> (u64, HashMap<(TraceId, SpanId), u32>) {
     let mut out = HashMap::new();
     let mut records = 0;
     for item in store.scan(0) {
-        let (seq, bytes) = item.expect("raw record readable");
-        let req = ExportTraceServiceRequest::decode(bytes.as_ref())
-            .unwrap_or_else(|e| panic!("raw record {seq} does not decode: {e}"));
+        let traj_store::Record { seq, kind, payload } = item.expect("raw record readable");
         records += 1;
+        if kind != traj_store::RecordKind::Traces {
+            continue;
+        }
+        let req = ExportTraceServiceRequest::decode(payload.as_ref())
+            .unwrap_or_else(|e| panic!("raw record {seq} does not decode: {e}"));
         for rs in req.resource_spans {
             for ss in rs.scope_spans {
                 for (t, s) in ids_of(&ss.spans) {

@@ -1,7 +1,9 @@
-//! Turns an OTLP/HTTP request body into an `ExportTraceServiceRequest`: content-type dispatch,
-//! bounded gzip inflation (a gzip bomb never allocates past the limit), protobuf or OTLP/JSON.
+//! Turns an OTLP/HTTP request body into an `ExportTraceServiceRequest` or an
+//! `ExportLogsServiceRequest`: content-type dispatch, bounded gzip inflation (a gzip bomb never
+//! allocates past the limit), protobuf or OTLP/JSON.
 
 use crate::otlp_json;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use std::io::Read;
@@ -52,6 +54,10 @@ pub enum DecodeError {
     Protobuf(#[from] prost::DecodeError),
     #[error("invalid OTLP/JSON ExportTraceServiceRequest: {0}")]
     Json(#[from] otlp_json::JsonError),
+    #[error("invalid protobuf ExportLogsServiceRequest: {0}")]
+    LogsProtobuf(prost::DecodeError),
+    #[error("invalid OTLP/JSON ExportLogsServiceRequest: {0}")]
+    LogsJson(otlp_json::JsonError),
 }
 
 /// Inflates `body` according to `content_encoding` (`None`, `identity` or `gzip`), refusing to
@@ -90,6 +96,19 @@ pub fn decode_request(
     match encoding {
         Encoding::Protobuf => Ok(ExportTraceServiceRequest::decode(body)?),
         Encoding::Json => Ok(otlp_json::decode_request(body)?),
+    }
+}
+
+/// Decodes an (already decompressed) logs body in the given encoding.
+pub fn decode_logs_request(
+    body: &[u8],
+    encoding: Encoding,
+) -> Result<ExportLogsServiceRequest, DecodeError> {
+    match encoding {
+        Encoding::Protobuf => {
+            ExportLogsServiceRequest::decode(body).map_err(DecodeError::LogsProtobuf)
+        }
+        Encoding::Json => otlp_json::decode_logs_request(body).map_err(DecodeError::LogsJson),
     }
 }
 
@@ -150,6 +169,19 @@ mod tests {
             decompress(b"x", Some("br"), 100),
             Err(DecodeError::UnsupportedEncoding(_))
         ));
+    }
+
+    #[test]
+    fn garbage_logs_are_errors_that_name_the_logs_message() {
+        let e = decode_logs_request(&[0xff, 0xff, 0xff], Encoding::Protobuf).unwrap_err();
+        assert!(matches!(e, DecodeError::LogsProtobuf(_)));
+        assert!(e
+            .to_string()
+            .starts_with("invalid protobuf ExportLogsServiceRequest"));
+        let e = decode_logs_request(b"[1]", Encoding::Json).unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("invalid OTLP/JSON ExportLogsServiceRequest"));
     }
 
     #[test]

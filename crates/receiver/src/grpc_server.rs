@@ -1,12 +1,17 @@
-//! OTLP/gRPC: the `opentelemetry.proto.collector.trace.v1.TraceService/Export` implementation
-//! on top of the shared ack path. The request reaches the handler as its raw protobuf bytes (a
-//! codec that does not decode, [`RawRequestCodec`]) so that [`Ingest::export_encoded`] can check
-//! it read-only and store it as received.
+//! OTLP/gRPC: the `opentelemetry.proto.collector.trace.v1.TraceService/Export` and
+//! `opentelemetry.proto.collector.logs.v1.LogsService/Export` implementations on top of the
+//! shared ack path. The request reaches the handler as its raw protobuf bytes (a codec that does
+//! not decode, [`RawRequestCodec`]) so that [`Ingest::export_encoded`] can check it read-only
+//! and store it as received (and [`Ingest::export_logs_encoded`] can store unchanged logs
+//! requests byte for byte).
 
 use crate::ingest::{Ingest, IngestError, RawExportError};
 use bytes::{Buf, Bytes};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
+use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tonic::codec::{
@@ -20,46 +25,87 @@ pub struct GrpcTraceService {
     pub(crate) ingest: Arc<Ingest>,
 }
 
-impl GrpcTraceService {
-    async fn export(&self, raw: Bytes) -> Result<ExportTraceServiceResponse, Status> {
-        match self.ingest.export_encoded(raw).await {
-            Ok(resp) => Ok(resp),
-            Err(RawExportError::Malformed(e)) => Err(Status::invalid_argument(format!(
-                "failed to decode Protobuf message: {e}"
-            ))),
-            Err(RawExportError::Ingest(e @ (IngestError::Busy(_) | IngestError::ShuttingDown))) => {
-                Err(Status::unavailable(e.to_string()))
-            }
-            Err(RawExportError::Ingest(e)) if e.is_retryable() => {
-                Err(Status::unavailable(e.to_string()))
-            }
-            Err(RawExportError::Ingest(e)) => Err(Status::internal(e.to_string())),
+/// The gRPC face of [`Ingest`] for logs.
+pub struct GrpcLogsService {
+    pub(crate) ingest: Arc<Ingest>,
+}
+
+/// An OTLP export service whose `Export` method takes the request message's bytes.
+pub trait RawExport: Send + Sync + 'static {
+    /// The fully qualified gRPC service name.
+    const NAME: &'static str;
+    /// The `Export` method's path.
+    const EXPORT_PATH: &'static str;
+    type Response: Message + Default + Send + 'static;
+
+    fn export(&self, raw: Bytes) -> impl Future<Output = Result<Self::Response, Status>> + Send;
+}
+
+/// The gRPC status of a failed export, shared by both signals.
+fn export_status(e: RawExportError) -> Status {
+    match e {
+        RawExportError::Malformed(e) => {
+            Status::invalid_argument(format!("failed to decode Protobuf message: {e}"))
         }
+        RawExportError::Ingest(e @ (IngestError::Busy(_) | IngestError::ShuttingDown)) => {
+            Status::unavailable(e.to_string())
+        }
+        RawExportError::Ingest(e) if e.is_retryable() => Status::unavailable(e.to_string()),
+        RawExportError::Ingest(e) => Status::internal(e.to_string()),
+    }
+}
+
+impl RawExport for GrpcTraceService {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const EXPORT_PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    type Response = ExportTraceServiceResponse;
+
+    async fn export(&self, raw: Bytes) -> Result<ExportTraceServiceResponse, Status> {
+        self.ingest.export_encoded(raw).await.map_err(export_status)
+    }
+}
+
+impl RawExport for GrpcLogsService {
+    const NAME: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const EXPORT_PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+    type Response = ExportLogsServiceResponse;
+
+    async fn export(&self, raw: Bytes) -> Result<ExportLogsServiceResponse, Status> {
+        self.ingest
+            .export_logs_encoded(raw)
+            .await
+            .map_err(export_status)
     }
 }
 
 /// A tonic codec whose decoder yields the request message's bytes (after gRPC framing and
 /// decompression, which tonic does) without decoding them, and whose encoder writes the
-/// prost-encoded response.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct RawRequestCodec;
+/// prost-encoded response `R`.
+#[derive(Debug)]
+pub struct RawRequestCodec<R>(PhantomData<fn(R)>);
+
+impl<R> Default for RawRequestCodec<R> {
+    fn default() -> Self {
+        RawRequestCodec(PhantomData)
+    }
+}
 
 /// Decoder half of [`RawRequestCodec`].
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RawDecoder;
 
 /// Encoder half of [`RawRequestCodec`].
-#[derive(Debug, Default, Clone, Copy)]
-pub struct ResponseEncoder;
+#[derive(Debug)]
+pub struct ResponseEncoder<R>(PhantomData<fn(R)>);
 
-impl Codec for RawRequestCodec {
-    type Encode = ExportTraceServiceResponse;
+impl<R: Message + Send + 'static> Codec for RawRequestCodec<R> {
+    type Encode = R;
     type Decode = Bytes;
-    type Encoder = ResponseEncoder;
+    type Encoder = ResponseEncoder<R>;
     type Decoder = RawDecoder;
 
     fn encoder(&mut self) -> Self::Encoder {
-        ResponseEncoder
+        ResponseEncoder(PhantomData)
     }
 
     fn decoder(&mut self) -> Self::Decoder {
@@ -77,30 +123,31 @@ impl Decoder for RawDecoder {
     }
 }
 
-impl Encoder for ResponseEncoder {
-    type Item = ExportTraceServiceResponse;
+impl<R: Message> Encoder for ResponseEncoder<R> {
+    type Item = R;
     type Error = Status;
 
-    fn encode(
-        &mut self,
-        item: ExportTraceServiceResponse,
-        dst: &mut EncodeBuf<'_>,
-    ) -> Result<(), Status> {
+    fn encode(&mut self, item: R, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         item.encode(dst)
             .map_err(|e| Status::internal(format!("failed to encode the response: {e}")))
     }
 }
 
-/// `TraceService` server over [`RawRequestCodec`]: the generated `TraceServiceServer` with
-/// the request left encoded. Same builder methods.
-pub struct RawTraceServiceServer {
-    inner: Arc<GrpcTraceService>,
+/// An export service over [`RawRequestCodec`]: the generated `TraceServiceServer` /
+/// `LogsServiceServer` with the request left encoded. Same builder methods.
+pub struct RawExportServer<T> {
+    inner: Arc<T>,
     accept: EnabledCompressionEncodings,
     send: EnabledCompressionEncodings,
     max_decoding_message_size: Option<usize>,
 }
 
-impl Clone for RawTraceServiceServer {
+/// `TraceService` over [`RawRequestCodec`].
+pub type RawTraceServiceServer = RawExportServer<GrpcTraceService>;
+/// `LogsService` over [`RawRequestCodec`].
+pub type RawLogsServiceServer = RawExportServer<GrpcLogsService>;
+
+impl<T> Clone for RawExportServer<T> {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
@@ -111,11 +158,8 @@ impl Clone for RawTraceServiceServer {
     }
 }
 
-/// The one method this server answers.
-const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
-
-impl RawTraceServiceServer {
-    pub fn new(svc: GrpcTraceService) -> Self {
+impl<T: RawExport> RawExportServer<T> {
+    pub fn new(svc: T) -> Self {
         Self {
             inner: Arc::new(svc),
             accept: EnabledCompressionEncodings::default(),
@@ -146,14 +190,14 @@ impl RawTraceServiceServer {
     }
 }
 
-impl tonic::server::NamedService for RawTraceServiceServer {
-    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+impl<T: RawExport> tonic::server::NamedService for RawExportServer<T> {
+    const NAME: &'static str = T::NAME;
 }
 
-struct ExportSvc(Arc<GrpcTraceService>);
+struct ExportSvc<T>(Arc<T>);
 
-impl tonic::server::UnaryService<Bytes> for ExportSvc {
-    type Response = ExportTraceServiceResponse;
+impl<T: RawExport> tonic::server::UnaryService<Bytes> for ExportSvc<T> {
+    type Response = T::Response;
     type Future = BoxFuture<tonic::Response<Self::Response>, Status>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
@@ -167,7 +211,7 @@ impl tonic::server::UnaryService<Bytes> for ExportSvc {
     }
 }
 
-impl<B> Service<http::Request<B>> for RawTraceServiceServer
+impl<T: RawExport, B> Service<http::Request<B>> for RawExportServer<T>
 where
     B: tonic::codegen::Body + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
@@ -181,7 +225,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        if req.uri().path() != EXPORT_PATH {
+        if req.uri().path() != T::EXPORT_PATH {
             return Box::pin(async move {
                 let mut response = http::Response::new(tonic::body::Body::default());
                 let headers = response.headers_mut();
@@ -199,7 +243,7 @@ where
         let (accept, send, max) = (self.accept, self.send, self.max_decoding_message_size);
         let method = ExportSvc(Arc::clone(&self.inner));
         Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(RawRequestCodec)
+            let mut grpc = tonic::server::Grpc::new(RawRequestCodec::<T::Response>::default())
                 .apply_compression_config(accept, send)
                 .apply_max_message_size_config(max, None);
             Ok(grpc.unary(method, req).await)

@@ -1,10 +1,11 @@
-//! OTLP/HTTP: `POST /v1/traces` (protobuf or JSON, optionally gzip), `GET /healthz` and the
-//! Prometheus `GET /metrics`. Errors carry a `google.rpc.Status` body in the request's encoding.
-//! With a bearer token configured, `/v1/traces` and `/metrics` answer 401 to a wrong or missing
-//! token before the body is read; `/healthz` stays open.
+//! OTLP/HTTP: `POST /v1/traces` and `POST /v1/logs` (protobuf or JSON, optionally gzip),
+//! `GET /healthz` and the Prometheus `GET /metrics`. Errors carry a `google.rpc.Status` body in
+//! the request's encoding. With a bearer token configured, `/v1/traces`, `/v1/logs` and
+//! `/metrics` answer 401 to a wrong or missing token before the body is read; `/healthz` stays
+//! open.
 
 use crate::auth::BearerToken;
-use crate::body_decode::{decode_request, decompress, DecodeError, Encoding};
+use crate::body_decode::{decode_logs_request, decode_request, decompress, DecodeError, Encoding};
 use crate::ingest::{Ingest, IngestError, RawExportError};
 use crate::otlp_json;
 use axum::body::Body;
@@ -15,7 +16,12 @@ use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use prost::Message;
 use std::sync::Arc;
 
@@ -48,7 +54,8 @@ pub(crate) struct HttpState {
 
 pub(crate) fn router(state: Arc<HttpState>) -> Router {
     Router::new()
-        .route("/v1/traces", post(export))
+        .route("/v1/traces", post(export_traces))
+        .route("/v1/logs", post(export_logs))
         .route("/metrics", get(metrics))
         // Applies to the routes above only: /healthz stays open.
         .route_layer(axum::middleware::from_fn_with_state(
@@ -141,7 +148,43 @@ fn status_response(http: StatusCode, enc: Encoding, code: i32, message: String) 
     resp
 }
 
-async fn export(State(st): State<Arc<HttpState>>, headers: HeaderMap, body: Body) -> Response {
+/// Which OTLP signal an export endpoint takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Traces,
+    Logs,
+}
+
+impl Signal {
+    /// The decode error of a protobuf body of this signal.
+    fn protobuf_error(self, e: prost::DecodeError) -> DecodeError {
+        match self {
+            Signal::Traces => DecodeError::Protobuf(e),
+            Signal::Logs => DecodeError::LogsProtobuf(e),
+        }
+    }
+}
+
+/// A body after inflation: JSON is parsed, protobuf stays encoded (for `Ingest`).
+enum Decoded {
+    Protobuf,
+    Traces(ExportTraceServiceRequest),
+    Logs(ExportLogsServiceRequest),
+}
+
+async fn export_traces(
+    State(st): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    export(st, headers, body, Signal::Traces).await
+}
+
+async fn export_logs(State(st): State<Arc<HttpState>>, headers: HeaderMap, body: Body) -> Response {
+    export(st, headers, body, Signal::Logs).await
+}
+
+async fn export(st: Arc<HttpState>, headers: HeaderMap, body: Body, signal: Signal) -> Response {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -178,8 +221,10 @@ async fn export(State(st): State<Arc<HttpState>>, headers: HeaderMap, body: Body
     // Large bodies are inflated and parsed off the async workers.
     let limit = st.max_request_bytes;
     let decoded = if wire.len() > OFFLOAD_BYTES {
-        match tokio::task::spawn_blocking(move || decode_body(&wire, content_encoding, limit, enc))
-            .await
+        match tokio::task::spawn_blocking(move || {
+            decode_body(&wire, content_encoding, limit, enc, signal)
+        })
+        .await
         {
             Ok(r) => r,
             Err(e) => {
@@ -192,9 +237,9 @@ async fn export(State(st): State<Arc<HttpState>>, headers: HeaderMap, body: Body
             }
         }
     } else {
-        decode_body(&wire, content_encoding, limit, enc)
+        decode_body(&wire, content_encoding, limit, enc, signal)
     };
-    let (req, plain): (Option<ExportTraceServiceRequest>, Vec<u8>) = match decoded {
+    let (decoded, plain) = match decoded {
         Ok(x) => x,
         Err(DecodeError::TooLarge { limit }) => return too_large(enc, limit),
         Err(DecodeError::UnsupportedEncoding(e)) => {
@@ -207,21 +252,36 @@ async fn export(State(st): State<Arc<HttpState>>, headers: HeaderMap, body: Body
         }
         Err(e) => return bad_request(enc, e),
     };
-    let exported = match req {
-        // Protobuf: checked read-only, decoded only when needed (see `Ingest::export_encoded`).
-        None => match st.ingest.export_encoded(Bytes::from(plain)).await {
-            Ok(resp) => Ok(resp),
-            Err(RawExportError::Malformed(e)) => return bad_request(enc, DecodeError::Protobuf(e)),
-            Err(RawExportError::Ingest(e)) => Err(e),
-        },
-        Some(req) => st.ingest.export(req, None).await,
+    let traces_body = |resp: ExportTraceServiceResponse| match enc {
+        Encoding::Protobuf => resp.encode_to_vec(),
+        Encoding::Json => otlp_json::encode_response(&resp),
+    };
+    let logs_body = |resp: ExportLogsServiceResponse| match enc {
+        Encoding::Protobuf => resp.encode_to_vec(),
+        Encoding::Json => otlp_json::encode_logs_response(&resp),
+    };
+    let exported = match decoded {
+        // Protobuf: checked (traces: read-only) and stored as received when nothing was
+        // rejected (see `Ingest::export_encoded`, `Ingest::export_logs_encoded`).
+        Decoded::Protobuf => {
+            let raw = Bytes::from(plain);
+            let result = match signal {
+                Signal::Traces => st.ingest.export_encoded(raw).await.map(traces_body),
+                Signal::Logs => st.ingest.export_logs_encoded(raw).await.map(logs_body),
+            };
+            match result {
+                Ok(body) => Ok(body),
+                Err(RawExportError::Malformed(e)) => {
+                    return bad_request(enc, signal.protobuf_error(e))
+                }
+                Err(RawExportError::Ingest(e)) => Err(e),
+            }
+        }
+        Decoded::Traces(req) => st.ingest.export(req, None).await.map(traces_body),
+        Decoded::Logs(req) => st.ingest.export_logs(req, None).await.map(logs_body),
     };
     match exported {
-        Ok(resp) => {
-            let body = match enc {
-                Encoding::Protobuf => resp.encode_to_vec(),
-                Encoding::Json => otlp_json::encode_response(&resp),
-            };
+        Ok(body) => {
             let mut r = (StatusCode::OK, body).into_response();
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -248,20 +308,22 @@ async fn export(State(st): State<Arc<HttpState>>, headers: HeaderMap, body: Body
 /// Bodies above this size are decoded on the blocking pool.
 const OFFLOAD_BYTES: usize = 256 << 10;
 
-/// Inflates a body and parses it when it is JSON; protobuf is left encoded (`None`) for
-/// `Ingest::export_encoded`. Also returns the inflated bytes.
+/// Inflates a body and parses it when it is JSON; protobuf is left encoded for `Ingest`. Also
+/// returns the inflated bytes.
 fn decode_body(
     wire: &[u8],
     content_encoding: Option<String>,
     limit: usize,
     enc: Encoding,
-) -> Result<(Option<ExportTraceServiceRequest>, Vec<u8>), DecodeError> {
+    signal: Signal,
+) -> Result<(Decoded, Vec<u8>), DecodeError> {
     let plain = decompress(wire, content_encoding.as_deref(), limit)?;
-    let req = match enc {
-        Encoding::Protobuf => None,
-        Encoding::Json => Some(decode_request(&plain, enc)?),
+    let decoded = match (enc, signal) {
+        (Encoding::Protobuf, _) => Decoded::Protobuf,
+        (Encoding::Json, Signal::Traces) => Decoded::Traces(decode_request(&plain, enc)?),
+        (Encoding::Json, Signal::Logs) => Decoded::Logs(decode_logs_request(&plain, enc)?),
     };
-    Ok((req, plain))
+    Ok((decoded, plain))
 }
 
 fn too_large(enc: Encoding, limit: usize) -> Response {

@@ -1,12 +1,17 @@
-//! The ack path shared by gRPC and HTTP: validate, (re-encode when spans were rejected), reserve
-//! room downstream, append to the raw store and await its commit, hand the batch to the run
-//! manager and the forwarders, acknowledge. Nothing here waits on assembly.
+//! The ack path shared by gRPC and HTTP, for traces and logs: validate, (re-encode when spans or
+//! log records were rejected), reserve room downstream, append to the raw store (as a traces or
+//! logs record) and await its commit, hand the batch to the run manager (and, for traces, the
+//! forwarders), acknowledge. Nothing here waits on assembly.
 
 use crate::forward::Forwarder;
+use crate::log_check::check_logs_request;
 use crate::receiver_metrics::ReceiverMetrics;
 use crate::run_manager::RunMsg;
 use crate::span_check::check_request;
 use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -15,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::{mpsc, Semaphore};
 use traj_assemble::check_encoded_request;
-use traj_store::{Store, StoreError};
+use traj_store::{RecordKind, Store, StoreError};
 
 /// Why a batch was not acknowledged.
 #[derive(Debug, thiserror::Error)]
@@ -44,16 +49,12 @@ impl IngestError {
 /// Why an encoded request was not acknowledged.
 #[derive(Debug, thiserror::Error)]
 pub enum RawExportError {
-    /// Not a valid `ExportTraceServiceRequest` (HTTP 400, gRPC INVALID_ARGUMENT).
+    /// Not a valid `ExportTraceServiceRequest` / `ExportLogsServiceRequest` (HTTP 400, gRPC
+    /// INVALID_ARGUMENT).
     #[error("failed to decode Protobuf message: {0}")]
     Malformed(prost::DecodeError),
     #[error(transparent)]
     Ingest(#[from] IngestError),
-}
-
-/// Spans that passed the checks.
-struct SpanCount {
-    accepted: u64,
 }
 
 /// Everything the ack path needs, shared by both transports.
@@ -91,27 +92,16 @@ impl Ingest {
         &self,
         raw: Bytes,
     ) -> Result<ExportTraceServiceResponse, RawExportError> {
-        let m = &self.metrics;
-        ReceiverMetrics::add(&m.requests, 1);
+        ReceiverMetrics::add(&self.metrics.requests, 1);
         // Cheap caps first: a refused request costs no walk.
-        if self.in_flight.available_permits() == 0 {
-            return Ok(self.refuse(format!(
-                "{} spans in flight (cap {})",
-                self.max_spans_in_flight, self.max_spans_in_flight
-            ))?);
-        }
-        let open = ReceiverMetrics::get(&m.open_runs) as usize;
-        if open >= self.max_open_runs {
-            return Ok(self.refuse(format!("{open} open runs (cap {})", self.max_open_runs))?);
-        }
+        self.cheap_caps()?;
         match check_encoded_request(&raw) {
             Ok(c) if c.invalid_spans == 0 && self.redact.is_none() => {
-                if c.valid_spans == 0 {
-                    return Ok(ExportTraceServiceResponse::default());
+                if c.valid_spans > 0 {
+                    self.admit(RecordKind::Traces, c.valid_spans, || raw)
+                        .await?;
                 }
-                Ok(self
-                    .admit(c.valid_spans, ExportTraceServiceResponse::default(), || raw)
-                    .await?)
+                Ok(ExportTraceServiceResponse::default())
             }
             walked => {
                 if let Err(e) = &walked {
@@ -155,33 +145,118 @@ impl Ingest {
             None => false,
         };
         let clean = check.rejected == 0 && !redacted;
-        self.admit(check.accepted, response, move || match raw {
+        self.admit(RecordKind::Traces, check.accepted, move || match raw {
             // The decoded request is dropped here, before the store append.
             Some(raw) if clean => raw,
             _ => Bytes::from(req.encode_to_vec()),
         })
-        .await
+        .await?;
+        Ok(response)
     }
 
-    /// Caps, raw store append (awaiting its commit), hand-off to the run manager and forwarders,
-    /// for `accepted` (> 0) valid spans whose encoding `bytes` yields.
+    /// Handles one logs export request given as its protobuf encoding (gRPC and HTTP/protobuf).
+    /// When every record is valid and redaction is off, the bytes are stored as received; a
+    /// request prost cannot decode is [`RawExportError::Malformed`].
+    pub async fn export_logs_encoded(
+        &self,
+        raw: Bytes,
+    ) -> Result<ExportLogsServiceResponse, RawExportError> {
+        ReceiverMetrics::add(&self.metrics.requests, 1);
+        self.cheap_caps()?;
+        let req =
+            ExportLogsServiceRequest::decode(raw.as_ref()).map_err(RawExportError::Malformed)?;
+        Ok(self.export_logs_decoded(req, Some(raw)).await?)
+    }
+
+    /// Handles one decoded logs export request (HTTP/JSON). `raw` is its protobuf encoding when
+    /// the caller has it; it is stored as-is when no record was rejected or redacted.
+    pub async fn export_logs(
+        &self,
+        req: ExportLogsServiceRequest,
+        raw: Option<Bytes>,
+    ) -> Result<ExportLogsServiceResponse, IngestError> {
+        ReceiverMetrics::add(&self.metrics.requests, 1);
+        self.cheap_caps()?;
+        self.export_logs_decoded(req, raw).await
+    }
+
+    async fn export_logs_decoded(
+        &self,
+        mut req: ExportLogsServiceRequest,
+        raw: Option<Bytes>,
+    ) -> Result<ExportLogsServiceResponse, IngestError> {
+        let m = &self.metrics;
+        let check = check_logs_request(&mut req);
+        ReceiverMetrics::add(&m.log_records_rejected, check.rejected);
+        if check.rejected > 0 {
+            tracing::debug!(message = %check.message, "log records rejected");
+        }
+        let response = ExportLogsServiceResponse {
+            partial_success: (check.rejected > 0).then(|| ExportLogsPartialSuccess {
+                rejected_log_records: i64::try_from(check.rejected).unwrap_or(i64::MAX),
+                error_message: check.message.clone(),
+            }),
+        };
+        if check.accepted == 0 {
+            return Ok(response);
+        }
+        let redacted = match &self.redact {
+            Some(policy) => {
+                let counts = crate::receive_redaction::redact_logs_request(policy, &mut req);
+                if !counts.is_empty() {
+                    tracing::debug!(replaced = counts.total(), "receive-side redaction of logs");
+                }
+                !counts.is_empty()
+            }
+            None => false,
+        };
+        let clean = check.rejected == 0 && !redacted;
+        self.admit(RecordKind::Logs, check.accepted, move || match raw {
+            Some(raw) if clean => raw,
+            _ => Bytes::from(req.encode_to_vec()),
+        })
+        .await?;
+        if check.untraced > 0 {
+            ReceiverMetrics::add(&m.log_records_untraced, check.untraced);
+            tracing::debug!(
+                untraced = check.untraced,
+                "log records without a trace id stored; they cannot join a run"
+            );
+        }
+        Ok(response)
+    }
+
+    /// The caps that cost nothing to check, before a request is walked or decoded.
+    fn cheap_caps(&self) -> Result<(), IngestError> {
+        if self.in_flight.available_permits() == 0 {
+            return self.refuse(format!(
+                "{} spans and log records in flight (cap {})",
+                self.max_spans_in_flight, self.max_spans_in_flight
+            ));
+        }
+        let open = ReceiverMetrics::get(&self.metrics.open_runs) as usize;
+        if open >= self.max_open_runs {
+            return self.refuse(format!("{open} open runs (cap {})", self.max_open_runs));
+        }
+        Ok(())
+    }
+
+    /// Caps, raw store append as a `kind` record (awaiting its commit), hand-off to the run
+    /// manager (and for traces the forwarders), for `accepted` (> 0) valid spans or log records
+    /// whose encoding `bytes` yields. Spans and log records share the in-flight cap.
     async fn admit(
         &self,
+        kind: RecordKind,
         accepted: u64,
-        response: ExportTraceServiceResponse,
         bytes: impl FnOnce() -> Bytes,
-    ) -> Result<ExportTraceServiceResponse, IngestError> {
+    ) -> Result<(), IngestError> {
         let m = &self.metrics;
-        let check = SpanCount { accepted };
 
         // Backpressure: every cap is checked before anything is stored.
-        let n = u32::try_from(check.accepted).unwrap_or(u32::MAX);
-        if check.accepted as usize > self.max_spans_in_flight {
+        let n = u32::try_from(accepted).unwrap_or(u32::MAX);
+        if accepted as usize > self.max_spans_in_flight {
             // A single batch larger than the whole cap could never pass; let it through alone.
-            tracing::debug!(
-                spans = check.accepted,
-                "batch larger than the in-flight cap"
-            );
+            tracing::debug!(items = accepted, %kind, "batch larger than the in-flight cap");
         }
         let permits = n.min(u32::try_from(self.max_spans_in_flight).unwrap_or(u32::MAX));
         let in_flight = match Arc::clone(&self.in_flight).try_acquire_many_owned(permits) {
@@ -189,7 +264,7 @@ impl Ingest {
             Err(tokio::sync::TryAcquireError::Closed) => return Err(IngestError::ShuttingDown),
             Err(tokio::sync::TryAcquireError::NoPermits) => {
                 return self.refuse(format!(
-                    "{} spans in flight (cap {})",
+                    "{} spans and log records in flight (cap {})",
                     self.max_spans_in_flight - self.in_flight.available_permits(),
                     self.max_spans_in_flight
                 ))
@@ -206,14 +281,12 @@ impl Ingest {
             }
             Err(mpsc::error::TrySendError::Closed(())) => return Err(IngestError::ShuttingDown),
         };
-        m.spans_in_flight
-            .fetch_add(check.accepted, Ordering::Relaxed);
+        m.spans_in_flight.fetch_add(accepted, Ordering::Relaxed);
 
         let bytes = bytes();
         let len = bytes.len() as u64;
-        let appended = self.store.append(bytes.clone()).await;
-        m.spans_in_flight
-            .fetch_sub(check.accepted, Ordering::Relaxed);
+        let appended = self.store.append_kind(kind, bytes.clone()).await;
+        m.spans_in_flight.fetch_sub(accepted, Ordering::Relaxed);
         let seq = match appended {
             Ok(seq) => seq,
             Err(StoreError::Busy { capacity }) => {
@@ -225,19 +298,27 @@ impl Ingest {
             }
         };
         ReceiverMetrics::add(&m.bytes_stored, len);
-        ReceiverMetrics::add(&m.spans_received, check.accepted);
+        let received = match kind {
+            RecordKind::Traces => &m.spans_received,
+            RecordKind::Logs => &m.log_records_received,
+        };
+        ReceiverMetrics::add(received, accepted);
         m.queue_depth.fetch_add(1, Ordering::Relaxed);
-        // The run manager gets the stored bytes (refcounted, no copy) and walks them lazily.
+        // The run manager gets the stored bytes (refcounted, no copy).
         slot.send(RunMsg::Batch {
             seq,
+            kind,
             bytes: bytes.clone(),
             permit: Some(in_flight),
         });
-        self.forwarder.offer(&bytes, m);
-        Ok(response)
+        // Forward targets are OTLP trace endpoints; logs are not forwarded.
+        if kind == RecordKind::Traces {
+            self.forwarder.offer(&bytes, m);
+        }
+        Ok(())
     }
 
-    fn refuse(&self, why: String) -> Result<ExportTraceServiceResponse, IngestError> {
+    fn refuse<T>(&self, why: String) -> Result<T, IngestError> {
         ReceiverMetrics::add(&self.metrics.requests_refused, 1);
         tracing::debug!(reason = %why, "export refused (backpressure)");
         Err(IngestError::Busy(why))

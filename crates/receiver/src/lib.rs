@@ -1,6 +1,7 @@
-//! traj-receiver: the OTLP trace receiver. gRPC and HTTP ingest, per-span validation, durable
-//! append to the raw store before acknowledging, and a run manager that assembles runs off the
-//! ack path. See `docs/receiver.md`.
+//! traj-receiver: the OTLP trace and logs receiver. gRPC and HTTP ingest, per-span and
+//! per-log-record validation, durable append to the raw store before acknowledging, and a run
+//! manager that assembles runs (spans plus their log records) off the ack path. See
+//! `docs/receiver.md`.
 
 pub mod auth;
 pub mod body_decode;
@@ -9,6 +10,7 @@ pub mod forward;
 pub mod grpc_server;
 pub mod http_server;
 pub mod ingest;
+pub mod log_check;
 pub mod otlp_json;
 pub mod receive_redaction;
 pub mod receiver_metrics;

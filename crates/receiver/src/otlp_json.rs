@@ -1,6 +1,10 @@
-//! OTLP/JSON decoding and encoding of trace export requests and responses (hex ids, integer
-//! enums, 64-bit integers as strings or numbers, unknown fields ignored) per the OTLP spec.
+//! OTLP/JSON decoding and encoding of trace and logs export requests and responses (hex ids,
+//! integer enums, 64-bit integers as strings or numbers, unknown fields ignored) per the OTLP
+//! spec.
 
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -16,11 +20,35 @@ pub struct JsonError {
 
 /// Decodes an OTLP/JSON `ExportTraceServiceRequest`.
 pub fn decode_request(body: &[u8]) -> Result<ExportTraceServiceRequest, JsonError> {
+    decode(body)
+}
+
+/// Decodes an OTLP/JSON `ExportLogsServiceRequest`.
+pub fn decode_logs_request(body: &[u8]) -> Result<ExportLogsServiceRequest, JsonError> {
+    decode(body)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, JsonError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|err| JsonError {
         path: err.path().to_string(),
         message: err.inner().to_string(),
     })
+}
+
+/// Encodes an `ExportLogsServiceResponse` as OTLP/JSON.
+pub fn encode_logs_response(resp: &ExportLogsServiceResponse) -> Vec<u8> {
+    let mut obj = serde_json::Map::new();
+    if let Some(ps) = &resp.partial_success {
+        obj.insert(
+            "partialSuccess".into(),
+            serde_json::json!({
+                "rejectedLogRecords": ps.rejected_log_records.to_string(),
+                "errorMessage": ps.error_message,
+            }),
+        );
+    }
+    serde_json::to_vec(&serde_json::Value::Object(obj)).unwrap_or_else(|_| b"{}".to_vec())
 }
 
 /// Encodes an `ExportTraceServiceResponse` as OTLP/JSON.
@@ -190,6 +218,83 @@ mod tests {
         let err = decode_request(body.as_bytes()).unwrap_err();
         assert!(err.path.contains("traceId"), "{err}");
         assert!(decode_request(b"{\"resourceSpans\": 5").is_err());
+    }
+
+    /// `examples/logs.json` of opentelemetry-proto (the record part, trimmed of the body
+    /// variants), plus trace context, an int64 as a number and an unknown field.
+    const LOGS_EXAMPLE: &str = r#"{
+  "resourceLogs": [{
+    "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "my.service"}}]},
+    "scopeLogs": [{
+      "scope": {"name": "my.library", "version": "1.0.0"},
+      "logRecords": [{
+        "timeUnixNano": "1544712660300000000",
+        "observedTimeUnixNano": 1544712660300000000,
+        "severityNumber": 10,
+        "severityText": "Information",
+        "traceId": "5B8EFFF798038103D269B633813FC60C",
+        "spanId": "EEE19B7EC3C1B174",
+        "eventName": "gen_ai.user.message",
+        "body": {"kvlistValue": {"values": [{"key": "content", "value": {"stringValue": "hi"}}]}},
+        "attributes": [{"key": "gen_ai.system", "value": {"stringValue": "openai"}},
+                       {"key": "n", "value": {"intValue": "3"}}],
+        "flags": 1,
+        "futureField": [1, 2]
+      }, {
+        "timeUnixNano": "1544712660300000001",
+        "body": {"stringValue": "no trace"}
+      }]
+    }]
+  }]
+}"#;
+
+    #[test]
+    fn a_logs_request_decodes_with_hex_ids_string_int64_and_unknown_fields() {
+        let req = decode_logs_request(LOGS_EXAMPLE.as_bytes()).unwrap();
+        let sl = &req.resource_logs[0].scope_logs[0];
+        assert_eq!(sl.scope.as_ref().unwrap().name, "my.library");
+        let r = &sl.log_records[0];
+        assert_eq!(hex::encode(&r.trace_id), "5b8efff798038103d269b633813fc60c");
+        assert_eq!(hex::encode(&r.span_id), "eee19b7ec3c1b174");
+        assert_eq!(r.time_unix_nano, 1_544_712_660_300_000_000);
+        assert_eq!(r.observed_time_unix_nano, 1_544_712_660_300_000_000);
+        assert_eq!((r.severity_number, r.flags), (10, 1));
+        assert_eq!(r.event_name, "gen_ai.user.message");
+        assert_eq!(
+            r.attributes[1].value.as_ref().unwrap().value,
+            Some(Value::IntValue(3))
+        );
+        match r.body.as_ref().and_then(|b| b.value.as_ref()) {
+            Some(Value::KvlistValue(kv)) => assert_eq!(kv.values[0].key, "content"),
+            other => panic!("{other:?}"),
+        }
+        let untraced = &sl.log_records[1];
+        assert!(untraced.trace_id.is_empty() && untraced.span_id.is_empty());
+    }
+
+    #[test]
+    fn a_malformed_logs_request_names_the_path() {
+        let body = r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"spanId":"xyz"}]}]}]}"#;
+        let err = decode_logs_request(body.as_bytes()).unwrap_err();
+        assert!(err.path.contains("spanId"), "{err}");
+    }
+
+    #[test]
+    fn the_logs_response_uses_camel_case_and_string_int64() {
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsPartialSuccess;
+        let resp = ExportLogsServiceResponse {
+            partial_success: Some(ExportLogsPartialSuccess {
+                rejected_log_records: 3,
+                error_message: "bad".into(),
+            }),
+        };
+        let v: serde_json::Value = serde_json::from_slice(&encode_logs_response(&resp)).unwrap();
+        assert_eq!(v["partialSuccess"]["rejectedLogRecords"], "3");
+        assert_eq!(v["partialSuccess"]["errorMessage"], "bad");
+        assert_eq!(
+            encode_logs_response(&ExportLogsServiceResponse::default()),
+            b"{}".to_vec()
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Receive-side redaction (`--redact-before-store`): rewrites the string values of span, span
-//! event and span link attributes with a `traj_redact::Policy` before the batch is appended to
-//! the raw store, so secrets the source did not redact never reach disk.
+//! event and span link attributes, and of log record bodies and attributes, with a
+//! `traj_redact::Policy` before the batch is appended to the raw store, so secrets the source did
+//! not redact never reach disk.
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use std::borrow::Cow;
@@ -21,6 +23,23 @@ pub fn redact_request(policy: &Policy, req: &mut ExportTraceServiceRequest) -> C
                 for link in &mut span.links {
                     redact_attributes(policy, &mut link.attributes, &mut counts);
                 }
+            }
+        }
+    }
+    counts
+}
+
+/// Redacts every string in the body and the attributes of every log record in `req` in place;
+/// returns the replacements. Prompts and completions sent as log events live in the body.
+pub fn redact_logs_request(policy: &Policy, req: &mut ExportLogsServiceRequest) -> Counts {
+    let mut counts = Counts::default();
+    for rl in &mut req.resource_logs {
+        for sl in &mut rl.scope_logs {
+            for record in &mut sl.log_records {
+                if let Some(body) = record.body.as_mut() {
+                    redact_value(policy, body, &mut counts);
+                }
+                redact_attributes(policy, &mut record.attributes, &mut counts);
             }
         }
     }
@@ -107,5 +126,40 @@ mod tests {
         let text = format!("{req:?}");
         assert!(!text.contains("alice.smith"), "{text}");
         assert!(text.contains("clean"));
+    }
+
+    #[test]
+    fn log_bodies_and_attributes_are_redacted() {
+        use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+        let mail = "mail bob.jones@example.org now";
+        let body = AnyValue {
+            value: Some(any_value::Value::KvlistValue(KeyValueList {
+                values: vec![kv("content", s(mail)), kv("role", s("user"))],
+            })),
+        };
+        let mut req = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![
+                        LogRecord {
+                            body: Some(body),
+                            attributes: vec![kv("a", s(mail))],
+                            ..Default::default()
+                        },
+                        LogRecord {
+                            body: Some(s(mail)),
+                            ..Default::default()
+                        },
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let counts = redact_logs_request(&Policy::default_source(), &mut req);
+        assert_eq!(counts.total(), 3);
+        let text = format!("{req:?}");
+        assert!(!text.contains("bob.jones"), "{text}");
+        assert!(text.contains("user"));
     }
 }

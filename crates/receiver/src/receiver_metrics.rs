@@ -12,6 +12,12 @@ pub struct ReceiverMetrics {
     pub spans_received: AtomicU64,
     pub spans_rejected: AtomicU64,
     pub spans_duplicate: AtomicU64,
+    pub log_records_received: AtomicU64,
+    pub log_records_rejected: AtomicU64,
+    pub log_records_untraced: AtomicU64,
+    pub log_records_duplicate: AtomicU64,
+    pub log_records_joined: AtomicU64,
+    pub log_traces_dropped: AtomicU64,
     pub runs_finalized: AtomicU64,
     pub runs_rematerialized: AtomicU64,
     pub run_write_failures: AtomicU64,
@@ -35,7 +41,7 @@ impl ReceiverMetrics {
 
     /// Renders every metric as `traj_receiver_*` in the Prometheus text format.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 15] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 21] = [
             (
                 "requests_total",
                 "counter",
@@ -65,6 +71,42 @@ impl ReceiverMetrics {
                 "counter",
                 "Spans whose (trace id, span id) was already held by an open run.",
                 &self.spans_duplicate,
+            ),
+            (
+                "log_records_received_total",
+                "counter",
+                "Valid log records accepted and stored (untraced ones included).",
+                &self.log_records_received,
+            ),
+            (
+                "log_records_rejected_total",
+                "counter",
+                "Log records rejected by validation (bad trace or span id length).",
+                &self.log_records_rejected,
+            ),
+            (
+                "log_records_untraced_total",
+                "counter",
+                "Stored log records without a trace id: they can never join a run.",
+                &self.log_records_untraced,
+            ),
+            (
+                "log_records_duplicate_total",
+                "counter",
+                "Log records identical to one already held for their trace (ignored).",
+                &self.log_records_duplicate,
+            ),
+            (
+                "log_records_joined_total",
+                "counter",
+                "Log records handed to assembly with their run (summed over finalizations).",
+                &self.log_records_joined,
+            ),
+            (
+                "log_traces_dropped_total",
+                "counter",
+                "Traces with log records but no span, dropped from memory after the idle timeout (raw records stay).",
+                &self.log_traces_dropped,
             ),
             (
                 "runs_finalized_total",
@@ -149,6 +191,10 @@ mod tests {
         assert!(text.contains("# TYPE traj_receiver_spans_received_total counter\n"));
         assert!(text.contains("\ntraj_receiver_spans_received_total 5\n"));
         assert!(text.contains("\ntraj_receiver_open_runs 0\n"));
+        ReceiverMetrics::add(&m.log_records_untraced, 2);
+        let text = m.render();
+        assert!(text.contains("# TYPE traj_receiver_log_records_untraced_total counter\n"));
+        assert!(text.contains("\ntraj_receiver_log_records_untraced_total 2\n"));
         // Every sample line is `name value`.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let parts: Vec<&str> = line.split(' ').collect();

@@ -6,7 +6,9 @@
 use crate::auth::BearerToken;
 use crate::config::{ConfigError, Fsync, ReceiverConfig};
 use crate::forward::{Forwarder, Target};
-use crate::grpc_server::{GrpcTraceService, OtlpStatusCodes, RawTraceServiceServer};
+use crate::grpc_server::{
+    GrpcLogsService, GrpcTraceService, OtlpStatusCodes, RawLogsServiceServer, RawTraceServiceServer,
+};
 use crate::http_server::{router, HttpState};
 use crate::ingest::Ingest;
 use crate::receiver_metrics::ReceiverMetrics;
@@ -210,6 +212,15 @@ impl Receiver {
                 .max_decoding_message_size(cfg.max_request_bytes),
                 auth: auth.clone(),
             };
+            let logs_svc = OtlpStatusCodes {
+                inner: RawLogsServiceServer::new(GrpcLogsService {
+                    ingest: Arc::clone(&ingest),
+                })
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(cfg.max_request_bytes),
+                auth: auth.clone(),
+            };
             let mut stop = stop_rx.clone();
             let mut builder = tonic::transport::Server::builder();
             if let Some(tls) = &tls {
@@ -225,6 +236,7 @@ impl Receiver {
             listeners.push(tokio::spawn(async move {
                 let result = builder
                     .add_service(svc)
+                    .add_service(logs_svc)
                     .serve_with_incoming_shutdown(incoming, async move {
                         let _ = stop.wait_for(|s| *s).await;
                     })
@@ -233,7 +245,11 @@ impl Receiver {
                     tracing::error!(error = %e, "gRPC server failed");
                 }
             }));
-            tracing::info!(addr = %bound, tls = tls.is_some(), "OTLP/gRPC listening");
+            tracing::info!(
+                addr = %bound,
+                tls = tls.is_some(),
+                "OTLP/gRPC listening (TraceService, LogsService)"
+            );
         }
         if let Some(addr) = cfg.http_addr {
             let listener = TcpListener::bind(addr)
@@ -266,7 +282,7 @@ impl Receiver {
             tracing::info!(
                 addr = %bound,
                 tls = tls.is_some(),
-                "OTLP/HTTP listening (/v1/traces, /metrics, /healthz)"
+                "OTLP/HTTP listening (/v1/traces, /v1/logs, /metrics, /healthz)"
             );
         }
         drop(ingest);

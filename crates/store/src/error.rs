@@ -18,6 +18,8 @@ pub enum CorruptKind {
     UnsupportedVersion(u8),
     /// Reserved header bits are set.
     UnknownFlags,
+    /// A version-2 header names a record kind this build does not know.
+    UnknownKind(u8),
     /// The CRC stored in the header does not match the one computed over header and payload.
     CrcMismatch { stored: u32, computed: u32 },
     /// The record (or segment file name) carries a sequence number other than the next one.
@@ -34,6 +36,7 @@ impl fmt::Display for CorruptKind {
             CorruptKind::BadMagic => write!(f, "bad record magic"),
             CorruptKind::UnsupportedVersion(v) => write!(f, "unsupported record version {v}"),
             CorruptKind::UnknownFlags => write!(f, "reserved header bits set"),
+            CorruptKind::UnknownKind(k) => write!(f, "unknown record kind {k}"),
             CorruptKind::CrcMismatch { stored, computed } => {
                 write!(
                     f,

@@ -42,7 +42,10 @@ fn wait_until_held(plan: &FaultPlan) {
 /// Reopens without faults and returns (records, truncated bytes, all payloads in order).
 fn reopen(dir: &Path) -> (u64, u64, Vec<(u64, Bytes)>) {
     let (store, report) = Store::open(StoreConfig::new(dir)).unwrap();
-    let all = store.scan(0).map(|r| r.unwrap()).collect();
+    let all = store
+        .scan(0)
+        .map(|r| r.map(|r| (r.seq, r.payload)).unwrap())
+        .collect();
     (report.records, report.truncated_bytes, all)
 }
 

@@ -18,13 +18,14 @@ use tokio::sync::{oneshot, watch};
 use crate::config::FsyncPolicy;
 use crate::error::{StoreError, WriteOp};
 use crate::fault_injection::Faults;
-use crate::record_format::{encode_into, HEADER_LEN};
+use crate::record_format::{encode_into, RecordKind, HEADER_LEN};
 use crate::segment_files::{segment_name, sync_dir};
 use crate::segment_index::{is_anchor, SegmentInfo};
 use crate::store_handle::Shared;
 
 /// One queued append.
 pub(crate) struct AppendReq {
+    pub kind: RecordKind,
     pub payload: Bytes,
     pub reply: oneshot::Sender<Result<u64, StoreError>>,
 }
@@ -299,7 +300,7 @@ impl Writer {
             if is_anchor(seq - self.seg_first_seq) {
                 self.anchors.push(self.committed + self.buf.len() as u64);
             }
-            encode_into(&mut self.buf, seq, &r.payload);
+            encode_into(&mut self.buf, seq, r.kind, &r.payload);
         }
 
         if let Err(err) = self.do_write() {

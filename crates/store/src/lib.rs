@@ -1,5 +1,6 @@
 //! traj-store: the append-only raw span store. The receiver appends every accepted OTLP export
-//! batch (opaque bytes) here before acknowledging it; assembly replays it by sequence number.
+//! batch (opaque bytes tagged with a [`RecordKind`]: traces or logs) here before acknowledging
+//! it; assembly replays it by sequence number.
 //!
 //! Layout: `DIR/raw/seg-<20-digit first seq>.log`, each a run of CRC-protected records (format,
 //! fsync policy and recovery rules in `docs/store.md`). Concurrent [`Store::append`] calls are
@@ -8,12 +9,16 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), traj_store::StoreError> {
-//! use traj_store::{Store, StoreConfig};
+//! use traj_store::{Record, RecordKind, Store, StoreConfig};
 //! let (store, report) = Store::open(StoreConfig::new("/var/lib/traj"))?;
 //! let seq = store.append(bytes::Bytes::from_static(b"export request")).await?;
 //! assert_eq!(store.read(seq)?, &b"export request"[..]);
+//! let logs = store
+//!     .append_kind(RecordKind::Logs, bytes::Bytes::from_static(b"logs request"))
+//!     .await?;
+//! assert_eq!(store.read_record(logs)?.kind, RecordKind::Logs);
 //! for rec in store.scan(0) {
-//!     let (_seq, _payload) = rec?;
+//!     let Record { seq, kind, payload } = rec?;
 //! }
 //! store.close().await?;
 //! # Ok(()) }
@@ -38,7 +43,7 @@ pub use config::{
     DEFAULT_SEGMENT_BYTES,
 };
 pub use error::{CorruptKind, StoreError, WriteOp};
-pub use record_format::{HEADER_LEN, MAX_PAYLOAD};
+pub use record_format::{Record, RecordKind, HEADER_LEN, MAX_PAYLOAD};
 pub use recovery::{RecoveryReport, Truncation};
 pub use scan_iter::Scan;
 pub use segment_files::segment_name;

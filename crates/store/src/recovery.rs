@@ -85,6 +85,15 @@ pub(crate) fn recover(store_dir: &Path, raw: &Path) -> Result<Recovered, StoreEr
             if i != last_i {
                 return Err(StoreError::Corrupt { path, offset, kind });
             }
+            if matches!(
+                kind,
+                CorruptKind::UnsupportedVersion(_) | CorruptKind::UnknownKind(_)
+            ) && is_intact_record_at(&path, offset, scan.file_len)?
+            {
+                // A complete, CRC-valid record of a version or kind this build does not know was
+                // written by a newer build, not torn by a crash: truncating it would lose data.
+                return Err(StoreError::Corrupt { path, offset, kind });
+            }
             let next_seq = first_seq + scan.info.records;
             if let Some(valid_at) = find_valid_record_after(&path, offset, scan.file_len, next_seq)?
             {
@@ -252,4 +261,37 @@ fn is_valid_record_at(file: &File, at: u64, file_len: u64, min_seq: u64) -> std:
         Err(ReadFailure::Corrupt(_)) => Ok(false),
         Err(ReadFailure::Io(e)) => Err(e),
     }
+}
+
+/// Whether the bytes at `at` are a complete record whose CRC matches, judged by the layout shared
+/// by every version (magic, length at 8, CRC at 20 over bytes 4..20 and the payload) and without
+/// interpreting the version or kind byte.
+fn is_intact_record_at(path: &Path, at: u64, file_len: u64) -> Result<bool, StoreError> {
+    let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    let mut h = [0u8; HEADER_LEN];
+    let have = fmt::pread_full(&file, &mut h, at).map_err(|e| StoreError::io(path, e))?;
+    if have < HEADER_LEN || h[..4] != MAGIC {
+        return Ok(false);
+    }
+    let len = u64::from(u32::from_le_bytes([h[8], h[9], h[10], h[11]]));
+    if len > file_len.saturating_sub(at + HEADER_LEN as u64) {
+        return Ok(false);
+    }
+    let stored = u32::from_le_bytes([h[20], h[21], h[22], h[23]]);
+    let mut hasher = fmt::crc_hasher(&h);
+    let mut chunk = vec![0u8; (len as usize).min(64 * 1024)];
+    let mut pos = at + HEADER_LEN as u64;
+    let mut left = len;
+    while left > 0 {
+        let n = (left as usize).min(chunk.len());
+        let got =
+            fmt::pread_full(&file, &mut chunk[..n], pos).map_err(|e| StoreError::io(path, e))?;
+        if got < n {
+            return Ok(false);
+        }
+        hasher.update(&chunk[..n]);
+        pos += n as u64;
+        left -= n as u64;
+    }
+    Ok(hasher.finalize() == stored)
 }

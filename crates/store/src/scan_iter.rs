@@ -9,11 +9,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::error::{CorruptKind, StoreError};
-use crate::record_format::{self as fmt, HEADER_LEN};
+use crate::record_format::{self as fmt, Record, RecordKind, HEADER_LEN};
 use crate::store_handle::Shared;
 
-/// Iterator returned by [`crate::Store::scan`]: `(seq, payload)` in sequence order, up to the last
-/// record committed when the scan was created. After an error it yields nothing more.
+/// Iterator returned by [`crate::Store::scan`]: [`Record`]s (seq, kind, payload) in sequence
+/// order, up to the last record committed when the scan was created. After an error it yields
+/// nothing more.
 pub struct Scan {
     shared: Arc<Shared>,
     next: u64,
@@ -45,7 +46,7 @@ impl Scan {
         }
     }
 
-    fn step(&mut self) -> Result<(u64, Bytes), StoreError> {
+    fn step(&mut self) -> Result<Record, StoreError> {
         let seq = self.next;
         let reopen = self.cursor.as_ref().is_none_or(|c| c.segment_last < seq);
         if reopen {
@@ -55,8 +56,12 @@ impl Scan {
             Some(c) => c,
             None => return Err(StoreError::NotFound { seq }),
         };
-        let payload = read_record(cursor, seq, true)?.unwrap_or_default();
-        Ok((seq, payload))
+        let (kind, payload) = read_record(cursor, seq, true)?;
+        Ok(Record {
+            seq,
+            kind,
+            payload: payload.unwrap_or_default(),
+        })
     }
 
     /// Opens the segment holding `seq` and positions the reader on it.
@@ -85,12 +90,13 @@ impl Scan {
     }
 }
 
-/// Reads and verifies the record at the cursor, which must be `expected`.
+/// Reads and verifies the record at the cursor, which must be `expected`; its kind and (with
+/// `keep`) its payload.
 fn read_record(
     cursor: &mut Cursor,
     expected: u64,
     keep: bool,
-) -> Result<Option<Bytes>, StoreError> {
+) -> Result<(RecordKind, Option<Bytes>), StoreError> {
     let corrupt = |cursor: &Cursor, kind| StoreError::Corrupt {
         path: cursor.path.clone(),
         offset: cursor.offset,
@@ -136,11 +142,11 @@ fn read_record(
     }
     fmt::check_crc(&header, hasher.finalize()).map_err(|k| corrupt(cursor, k))?;
     cursor.offset += header.record_len();
-    Ok(body.map(Bytes::from))
+    Ok((header.kind, body.map(Bytes::from)))
 }
 
 impl Iterator for Scan {
-    type Item = Result<(u64, Bytes), StoreError>;
+    type Item = Result<Record, StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed || self.next > self.end? {

@@ -17,7 +17,7 @@ use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::fault_injection::Faults;
 use crate::group_commit_writer::{AppendReq, Msg, Writer, WriterSetup};
-use crate::record_format::{self as fmt, ReadFailure, MAX_PAYLOAD};
+use crate::record_format::{self as fmt, ReadFailure, Record, RecordKind, MAX_PAYLOAD};
 use crate::recovery::{recover, RecoveryReport};
 use crate::scan_iter::Scan;
 use crate::segment_index::Index;
@@ -153,15 +153,31 @@ impl Store {
         Ok((store, rec.report))
     }
 
-    /// Appends one payload; resolves with its sequence number once committed (written, and under
-    /// `FsyncPolicy::Always` fdatasynced). Fails at once with `Busy` when the queue is full.
+    /// Appends one trace record ([`RecordKind::Traces`]); resolves with its sequence number once
+    /// committed (written, and under `FsyncPolicy::Always` fdatasynced). Fails at once with
+    /// `Busy` when the queue is full.
     pub async fn append(&self, payload: Bytes) -> Result<u64, StoreError> {
         self.try_append(payload)?.await
     }
 
-    /// Queues one payload without waiting: `Busy` when the queue is full, `Closed` after close,
-    /// `TooLarge` over 4 GiB. The returned ticket resolves like [`Store::append`].
+    /// [`Store::append`] for a record of any kind. Records of every kind share one sequence, one
+    /// queue and the same group commit.
+    pub async fn append_kind(&self, kind: RecordKind, payload: Bytes) -> Result<u64, StoreError> {
+        self.try_append_kind(kind, payload)?.await
+    }
+
+    /// Queues one trace record without waiting: `Busy` when the queue is full, `Closed` after
+    /// close, `TooLarge` over 4 GiB. The returned ticket resolves like [`Store::append`].
     pub fn try_append(&self, payload: Bytes) -> Result<AppendTicket, StoreError> {
+        self.try_append_kind(RecordKind::Traces, payload)
+    }
+
+    /// [`Store::try_append`] for a record of any kind.
+    pub fn try_append_kind(
+        &self,
+        kind: RecordKind,
+        payload: Bytes,
+    ) -> Result<AppendTicket, StoreError> {
         if payload.len() > MAX_PAYLOAD {
             return Err(StoreError::TooLarge {
                 len: payload.len(),
@@ -180,11 +196,11 @@ impl Store {
             });
         }
         let (reply, rx) = oneshot::channel();
-        match self
-            .inner
-            .tx
-            .try_send(Msg::Append(AppendReq { payload, reply }))
-        {
+        match self.inner.tx.try_send(Msg::Append(AppendReq {
+            kind,
+            payload,
+            reply,
+        })) {
             Ok(()) => Ok(AppendTicket { rx }),
             Err(TrySendError::Full(_)) => {
                 shared.queue_depth.fetch_sub(1, Ordering::AcqRel);
@@ -199,14 +215,20 @@ impl Store {
         }
     }
 
-    /// Ordered iterator over the records committed when it is created, starting at `from_seq`
-    /// (or the first record). Stops after yielding the first error.
+    /// Ordered iterator over the records (of every kind) committed when it is created, starting
+    /// at `from_seq` (or the first record). Stops after yielding the first error.
     pub fn scan(&self, from_seq: u64) -> Scan {
         Scan::new(self.inner.shared.clone(), from_seq)
     }
 
-    /// The payload of committed record `seq` (CRC-checked).
+    /// The payload of committed record `seq` (CRC-checked), whatever its kind; see
+    /// [`Store::read_record`] for the kind.
     pub fn read(&self, seq: u64) -> Result<Bytes, StoreError> {
+        self.read_record(seq).map(|r| r.payload)
+    }
+
+    /// Committed record `seq` (CRC-checked) with its kind.
+    pub fn read_record(&self, seq: u64) -> Result<Record, StoreError> {
         let loc = self
             .inner
             .shared
@@ -237,7 +259,13 @@ impl Store {
                 ));
             }
             if at == seq {
-                return fmt::pread_payload(&file, offset, &header).map_err(|f| map(f, offset));
+                let payload =
+                    fmt::pread_payload(&file, offset, &header).map_err(|f| map(f, offset))?;
+                return Ok(Record {
+                    seq,
+                    kind: header.kind,
+                    payload,
+                });
             }
             offset += header.record_len();
             at += 1;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use traj_store::{FsyncPolicy, Store, StoreConfig, StoreError};
+use traj_store::{FsyncPolicy, Record, RecordKind, Store, StoreConfig, StoreError};
 
 fn payload(task: usize, i: usize) -> Bytes {
     // Varying sizes, content derived from (task, i) so mix-ups are caught.
@@ -72,7 +72,10 @@ async fn concurrent_appends_are_group_committed_and_scan_back_in_order() {
     // Under Always every commit is fsynced.
     assert_eq!(stats.fsyncs, stats.commits);
 
-    let scanned: Vec<(u64, Bytes)> = store.scan(0).map(|r| r.unwrap()).collect();
+    let scanned: Vec<(u64, Bytes)> = store
+        .scan(0)
+        .map(|r| r.map(|r| (r.seq, r.payload)).unwrap())
+        .collect();
     assert_eq!(scanned.len() as u64, total);
     for (seq, p) in &scanned {
         assert_eq!(by_seq.get(seq), Some(p), "payload of seq {seq}");
@@ -91,7 +94,7 @@ async fn concurrent_appends_are_group_committed_and_scan_back_in_order() {
     ));
 
     // A scan from the middle starts exactly there.
-    let tail: Vec<u64> = store.scan(total - 4).map(|r| r.unwrap().0).collect();
+    let tail: Vec<u64> = store.scan(total - 4).map(|r| r.unwrap().seq).collect();
     assert_eq!(
         tail,
         vec![total - 4, total - 3, total - 2, total - 1, total]
@@ -112,7 +115,14 @@ async fn scan_is_a_snapshot_of_committed_records() {
     let scan = store.scan(1);
     store.append(Bytes::from_static(b"b")).await.unwrap();
     let seen: Vec<_> = scan.map(|r| r.unwrap()).collect();
-    assert_eq!(seen, vec![(1, Bytes::from_static(b"a"))]);
+    assert_eq!(
+        seen,
+        vec![Record {
+            seq: 1,
+            kind: RecordKind::Traces,
+            payload: Bytes::from_static(b"a")
+        }]
+    );
     assert_eq!(store.scan(1).count(), 2);
 }
 

@@ -72,7 +72,7 @@ fn reopen_expect(dir: &Path, records: u64, truncated: u64) -> traj_store::Recove
         assert_eq!(report.truncated_bytes, truncated);
         assert_eq!(report.last_seq, Some(records).filter(|r| *r > 0));
         assert_eq!(store.append(rec(records + 1)).await.unwrap(), records + 1);
-        let seqs: Vec<u64> = store.scan(0).map(|r| r.unwrap().0).collect();
+        let seqs: Vec<u64> = store.scan(0).map(|r| r.unwrap().seq).collect();
         assert_eq!(seqs, (1..=records + 1).collect::<Vec<_>>());
         assert_eq!(store.read(records + 1).unwrap(), rec(records + 1));
         store.close().await.unwrap();

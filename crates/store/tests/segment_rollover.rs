@@ -42,7 +42,10 @@ async fn sequential_appends_roll_at_the_configured_size() {
         2 * RECORD
     );
 
-    let all: Vec<_> = store.scan(0).map(|r| r.unwrap()).collect();
+    let all: Vec<_> = store
+        .scan(0)
+        .map(|r| r.map(|r| (r.seq, r.payload)).unwrap())
+        .collect();
     assert_eq!(all.len(), 50);
     for (seq, p) in &all {
         assert_eq!(p, &rec(*seq));
@@ -51,7 +54,7 @@ async fn sequential_appends_roll_at_the_configured_size() {
         assert_eq!(store.read(seq).unwrap(), rec(seq));
     }
     // A scan starting inside a later segment.
-    let from_20: Vec<u64> = store.scan(20).map(|r| r.unwrap().0).collect();
+    let from_20: Vec<u64> = store.scan(20).map(|r| r.unwrap().seq).collect();
     assert_eq!(from_20, (20..=50).collect::<Vec<_>>());
     store.close().await.unwrap();
 
@@ -96,7 +99,7 @@ async fn concurrent_appends_roll_without_splitting_groups_or_overflowing() {
     assert!(sizes.len() >= 320 * RECORD as usize / 4_000);
     assert!(sizes.iter().all(|s| *s <= 4_000), "segment sizes {sizes:?}");
     assert_eq!(sizes.iter().sum::<u64>(), 320 * RECORD);
-    let seqs: Vec<u64> = store.scan(0).map(|r| r.unwrap().0).collect();
+    let seqs: Vec<u64> = store.scan(0).map(|r| r.unwrap().seq).collect();
     assert_eq!(seqs, (1..=320).collect::<Vec<_>>());
     store.close().await.unwrap();
     let (_, report) = Store::open(cfg).unwrap();

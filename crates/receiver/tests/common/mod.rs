@@ -1,9 +1,12 @@
 //! Shared helpers of the receiver's integration tests: an in-process receiver on 127.0.0.1:0, a
-//! minimal HTTP/1.1 client over a real socket, span builders and run polling.
+//! minimal HTTP/1.1 client over a real socket, span and log record builders, raw store reads and
+//! run polling.
 #![allow(dead_code)]
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use std::net::SocketAddr;
@@ -105,6 +108,121 @@ pub fn request_json(spans: &[Span]) -> String {
         }]
     })
     .to_string()
+}
+
+/// Log record `n` of trace `t` tied to span `s` (0 = no span), in the shape the GenAI
+/// instrumentations use (event name, body with the message content); its time and body are
+/// derived from `n`, so records with different `n` differ.
+pub fn log_record(t: u8, s: u8, n: u8) -> LogRecord {
+    let base = 1_764_000_000_000_000_000u64;
+    LogRecord {
+        time_unix_nano: base + u64::from(n) * 1_000,
+        observed_time_unix_nano: base + u64::from(n) * 1_000 + 7,
+        severity_number: 9,
+        trace_id: trace_id(t),
+        span_id: if s == 0 { vec![] } else { span_id(s) },
+        event_name: "gen_ai.user.message".into(),
+        body: Some(AnyValue {
+            value: Some(any_value::Value::KvlistValue(
+                opentelemetry_proto::tonic::common::v1::KeyValueList {
+                    values: vec![str_attr("content", &format!("message {n}"))],
+                },
+            )),
+        }),
+        attributes: vec![str_attr("gen_ai.system", "openai")],
+        ..Default::default()
+    }
+}
+
+/// A log record without trace context.
+pub fn untraced_log_record(n: u8) -> LogRecord {
+    let mut r = log_record(0, 0, n);
+    r.trace_id.clear();
+    r
+}
+
+pub fn logs_request(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![str_attr("service.name", "test-agent")],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(InstrumentationScope {
+                    name: "opentelemetry.instrumentation.openai_v2".into(),
+                    ..Default::default()
+                }),
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// OTLP/JSON of a logs request, written by hand the way the spec shows it (hex ids, string
+/// int64s, camelCase) with an unknown field.
+pub fn logs_request_json(records: &[LogRecord]) -> String {
+    let records: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| {
+            let content = match r.body.as_ref().and_then(|b| b.value.as_ref()) {
+                Some(any_value::Value::KvlistValue(kv)) => match kv.values[0]
+                    .value
+                    .as_ref()
+                    .and_then(|v| v.value.as_ref())
+                {
+                    Some(any_value::Value::StringValue(s)) => s.clone(),
+                    _ => String::new(),
+                },
+                _ => String::new(),
+            };
+            serde_json::json!({
+                "timeUnixNano": r.time_unix_nano.to_string(),
+                "observedTimeUnixNano": r.observed_time_unix_nano,
+                "severityNumber": r.severity_number,
+                "traceId": hex::encode(&r.trace_id),
+                "spanId": hex::encode(&r.span_id),
+                "eventName": r.event_name,
+                "body": {"kvlistValue": {"values": [{"key": "content", "value": {"stringValue": content}}]}},
+                "attributes": [{"key": "gen_ai.system", "value": {"stringValue": "openai"}}],
+                "someFutureField": {"ignored": true}
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "resourceLogs": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "test-agent"}}]},
+            "scopeLogs": [{"scope": {"name": "opentelemetry.instrumentation.openai_v2"}, "logRecords": records}]
+        }]
+    })
+    .to_string()
+}
+
+/// Every record of the raw store under `data` (the receiver must be stopped): kind and payload.
+pub fn raw_records(data: &Path) -> Vec<traj_store::Record> {
+    let (store, _) = traj_store::Store::open(traj_store::StoreConfig::new(data)).unwrap();
+    store
+        .scan(0)
+        .map(|r| r.expect("raw record readable"))
+        .collect()
+}
+
+/// The log records of every logs record in the raw store, in order.
+pub fn raw_log_records(data: &Path) -> Vec<LogRecord> {
+    use prost::Message;
+    raw_records(data)
+        .into_iter()
+        .filter(|r| r.kind == traj_store::RecordKind::Logs)
+        .flat_map(|r| {
+            ExportLogsServiceRequest::decode(r.payload.as_ref())
+                .expect("a logs record decodes")
+                .resource_logs
+        })
+        .flat_map(|rl| rl.scope_logs)
+        .flat_map(|sl| sl.log_records)
+        .collect()
 }
 
 pub struct HttpResponse {
