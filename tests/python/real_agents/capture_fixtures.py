@@ -25,7 +25,9 @@ GOAL = "Summarize flaky.log for the on-call engineer"
 AGENTS = {
     "openai_v2_span": ["agent_openai_v2.py", "--mode", "span"],
     "openai_v2_event": ["agent_openai_v2.py", "--mode", "event"],
+    "openai_v2_legacy": ["agent_openai_v2.py", "--mode", "legacy"],
     "openinference": ["agent_openinference.py"],
+    "openllmetry": ["agent_openllmetry.py"],
     "pydantic_ai": ["agent_pydantic_ai.py"],
 }
 
