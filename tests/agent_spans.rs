@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use traj_instrument::{ExportConfig, Protocol, TelemetryGuard};
 use traj_schema::event::Outcome;
 use traj_schema::keys;
+use traj_schema::{ChatMessage, MessagePart};
 
 /// Tests run one at a time: `tracing` caches callsite interest process-wide, and episodes run
 /// without any subscriber on one thread while another test registers its dispatcher can leave
@@ -191,6 +192,11 @@ fn attr_int(s: &Span, key: &str) -> Option<i64> {
     }
 }
 
+fn attr_json<T: serde::de::DeserializeOwned>(s: &Span, key: &str) -> T {
+    let text = attr_str(s, key).unwrap_or_else(|| panic!("{} lacks {key}", s.name));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {key}: {e}: {text}", s.name))
+}
+
 fn role(s: &Span) -> String {
     attr_str(s, keys::ROLE).unwrap_or_default()
 }
@@ -205,6 +211,146 @@ fn traces(spans: &[(String, Span)]) -> BTreeMap<String, Vec<Span>> {
         t.entry(hex(&s.trace_id)).or_default().push(s.clone());
     }
     t
+}
+
+/// The LLM spans carry the models' real conversations: every role span's calls record their
+/// system instructions, input and output messages and response; the planner's and verifier's
+/// answers are their payloads; a worker step is a tool loop whose tool calls are its tool spans
+/// (same call id, name and arguments), each later call carrying the earlier turns and the tool's
+/// response, the last answering with the step's summary. Returns how many steps needed more than
+/// one tool call.
+fn check_conversations(spans: &[Span]) -> usize {
+    let children = |owner: &Span, r: &str| -> Vec<&Span> {
+        let mut v: Vec<&Span> = spans
+            .iter()
+            .filter(|s| s.parent_span_id == owner.span_id && role(s) == r)
+            .collect();
+        v.sort_by_key(|s| s.start_time_unix_nano);
+        v
+    };
+    let output = |l: &Span| -> ChatMessage {
+        let out: Vec<ChatMessage> = attr_json(l, keys::GEN_AI_OUTPUT_MESSAGES);
+        assert_eq!(out.len(), 1, "{}", l.name);
+        out.into_iter().next().unwrap()
+    };
+    let mut loops = 0;
+    for owner in spans
+        .iter()
+        .filter(|s| matches!(role(s).as_str(), "planner" | "worker" | "verifier"))
+    {
+        let llms = children(owner, "llm");
+        assert!(!llms.is_empty(), "{} made no LLM call", owner.name);
+        for l in &llms {
+            assert!(l.end_time_unix_nano <= owner.end_time_unix_nano);
+            let system: Vec<MessagePart> = attr_json(l, keys::GEN_AI_SYSTEM_INSTRUCTIONS);
+            assert!(
+                matches!(&system[..], [MessagePart::Text { content }] if content.starts_with("You are the "))
+            );
+            let input: Vec<ChatMessage> = attr_json(l, keys::GEN_AI_INPUT_MESSAGES);
+            assert_eq!(input[0].role, "user");
+            assert!(attr_str(l, keys::GEN_AI_RESPONSE_ID).is_some_and(|id| id.starts_with("sim-")));
+            let prompt = attr_str(l, keys::PROMPT_RENDERED).unwrap();
+            assert_eq!(
+                attr_int(l, keys::GEN_AI_USAGE_INPUT_TOKENS),
+                Some(prompt.len().div_ceil(4) as i64)
+            );
+        }
+        let last = output(llms[llms.len() - 1]);
+        assert_eq!(
+            (last.role.as_str(), last.finish_reason.as_deref()),
+            ("assistant", Some("stop"))
+        );
+        match role(owner).as_str() {
+            "planner" => {
+                assert_eq!(llms.len(), 1);
+                let said: serde_json::Value = serde_json::from_str(&last.text()).unwrap();
+                let payload: serde_json::Value = attr_json(owner, keys::PLANNER_OUTPUT);
+                assert_eq!(said["plan"], payload["plan"]);
+                assert_eq!(said["rationale"], payload["rationale"]);
+            }
+            "verifier" => {
+                assert_eq!(llms.len(), 1);
+                let said: serde_json::Value = serde_json::from_str(&last.text()).unwrap();
+                let payload: serde_json::Value = attr_json(owner, keys::VERIFIER_OUTPUT);
+                assert_eq!(
+                    said["verdict"].as_str(),
+                    attr_str(owner, keys::VERDICT).as_deref()
+                );
+                assert_eq!(said["feedback"], payload["feedback"]);
+                assert_eq!(said["risk_flags"], payload["risk_flags"]);
+            }
+            _ => {
+                let tools = children(owner, "tool");
+                assert_eq!(
+                    llms.len(),
+                    tools.len() + 1,
+                    "one model turn per tool call, one to close"
+                );
+                let offered: Vec<serde_json::Value> =
+                    attr_json(llms[0], keys::GEN_AI_TOOL_DEFINITIONS);
+                let names: Vec<&str> = offered.iter().filter_map(|t| t["name"].as_str()).collect();
+                assert_eq!(names, agent::tools::tool_names());
+                assert!(offered
+                    .iter()
+                    .all(|t| t["type"] == "function" && t["parameters"]["required"].is_array()));
+                for (i, t) in tools.iter().enumerate() {
+                    let call = output(llms[i]);
+                    assert_eq!(call.finish_reason.as_deref(), Some("tool_call"));
+                    let call_id = attr_str(t, keys::GEN_AI_TOOL_CALL_ID).unwrap();
+                    match &call.parts[..] {
+                        [MessagePart::ToolCall {
+                            id,
+                            name,
+                            arguments,
+                        }] => {
+                            assert_eq!(id, &call_id);
+                            assert_eq!(Some(name), attr_str(t, keys::GEN_AI_TOOL_NAME).as_ref());
+                            let args: serde_json::Value =
+                                attr_json(t, keys::GEN_AI_TOOL_CALL_ARGUMENTS);
+                            assert_eq!(arguments, &args);
+                        }
+                        other => panic!("turn {i} is not one tool call: {other:?}"),
+                    }
+                    let before: Vec<ChatMessage> = attr_json(llms[i], keys::GEN_AI_INPUT_MESSAGES);
+                    let after: Vec<ChatMessage> =
+                        attr_json(llms[i + 1], keys::GEN_AI_INPUT_MESSAGES);
+                    assert_eq!(after.len(), before.len() + 2);
+                    assert_eq!(after[..before.len()], before[..]);
+                    assert_eq!(
+                        after[before.len()],
+                        ChatMessage {
+                            finish_reason: None,
+                            ..call
+                        }
+                    );
+                    let response = &after[before.len() + 1];
+                    assert_eq!(response.role, "tool");
+                    match &response.parts[..] {
+                        [MessagePart::ToolCallResponse { id, response }] => {
+                            assert_eq!(id, &call_id);
+                            match attr_str(t, keys::GEN_AI_TOOL_CALL_RESULT) {
+                                Some(r) => assert_eq!(
+                                    response,
+                                    &serde_json::from_str::<serde_json::Value>(&r).unwrap()
+                                ),
+                                None => assert_eq!(
+                                    response["error"]["type"].as_str(),
+                                    attr_str(t, keys::ERROR_TYPE).as_deref()
+                                ),
+                            }
+                        }
+                        other => panic!("not a tool response: {other:?}"),
+                    }
+                }
+                let payload: serde_json::Value = attr_json(owner, keys::WORKER_OUTPUT);
+                assert_eq!(payload["summary"].as_str(), Some(last.text().as_str()));
+                if tools.len() > 1 {
+                    loops += 1;
+                }
+            }
+        }
+    }
+    loops
 }
 
 fn run_and_collect(
@@ -242,8 +388,10 @@ fn grpc_runs_arrive_as_complete_schema_v2_traces() {
     assert_eq!(traces.len(), records.len(), "one trace per run");
 
     let mut tool_errors_seen = 0u32;
+    let mut tool_loops = 0;
     for rec in &records {
         let spans = traces.get(&rec.run_id).expect("trace of the run");
+        tool_loops += check_conversations(spans);
         let ids: HashMap<Vec<u8>, &Span> = spans.iter().map(|s| (s.span_id.clone(), s)).collect();
         let roots: Vec<&Span> = spans
             .iter()
@@ -371,6 +519,7 @@ fn grpc_runs_arrive_as_complete_schema_v2_traces() {
         "failure injection produced tool errors"
     );
     assert_eq!(tool_errors_seen, expected_errors);
+    assert!(tool_loops > 0, "some worker step retried its tool call");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! One episode: the scripted, seeded Planner → Worker → Verifier loop (with replan and end)
 //! over one task, instrumented only through `traj-instrument`, with controlled failure injection.
 
+use super::models::{self, SimModel, PROMPTS};
 use super::prng::{task_seed, SplitMix64};
 use super::tasks::{self, resolve_args, StepSpec, Task};
 use super::tools::{self, Sandbox, ToolError};
@@ -108,26 +109,25 @@ pub struct EpisodeRecord {
 /// expression evaluator, an in-memory knowledge base for the synthetic family).
 pub const AGENT_TOOL_MODE: &str = "real";
 
-pub const PROMPTS: &[(&str, &str)] = &[
-    ("planner", "You are the planner.\nGoal: {goal}\nFiles: {files}\nHistory:\n{history}\n{replan}Return the plan as JSON steps."),
-    ("worker", "You are the worker.\nStep: {step}\nAllowed tools: {tools}\nPrior failures: {failures}\nChoose one tool call."),
-    ("verifier", "You are the verifier.\nGoal: {goal}\nProgress: {done}/{total}\nEvidence: {evidence}\nAnswer continue, replan or end."),
-];
-
-fn render(name: &str, vars: &[(&str, String)]) -> String {
-    let mut s = PROMPTS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, t)| t.to_string())
-        .unwrap_or_default();
-    for (k, v) in vars {
-        s = s.replace(&format!("{{{k}}}"), v);
-    }
-    s
+/// The simulated models of one episode (one per role, from the run's model stack).
+struct Models {
+    planner: SimModel,
+    worker: SimModel,
+    verifier: SimModel,
 }
 
-fn tokens(text: &str) -> u64 {
-    (text.len() as u64).div_ceil(4)
+impl Models {
+    fn new(info: &RunInfo) -> Models {
+        let model = |role: &'static str, system, tools| {
+            let spec = info.model_stack.get(role).cloned().unwrap_or_default();
+            SimModel::new(role, spec, system, tools, info.seed)
+        };
+        Models {
+            planner: model("planner", models::PLANNER_SYSTEM, vec![]),
+            worker: model("worker", models::WORKER_SYSTEM, tools::tool_definitions()),
+            verifier: model("verifier", models::VERIFIER_SYSTEM, vec![]),
+        }
+    }
 }
 
 pub fn run_info(cfg: &AgentConfig, task: &Task, seed: u64) -> RunInfo {
@@ -157,12 +157,7 @@ pub fn run_info(cfg: &AgentConfig, task: &Task, seed: u64) -> RunInfo {
             max_steps: cfg.max_steps,
             prompt_sources: PROMPTS
                 .iter()
-                .map(|(n, _)| {
-                    (
-                        n.to_string(),
-                        "inline:examples/agent/episode.rs".to_string(),
-                    )
-                })
+                .map(|(n, _)| (n.to_string(), "inline:examples/agent/models.rs".to_string()))
                 .collect(),
             // The agent's setting, not the task's: config_hash identifies what is being tuned,
             // so runs of one batch share it whatever mix of real and synthetic tasks they drew.
@@ -177,21 +172,25 @@ pub fn run_info(cfg: &AgentConfig, task: &Task, seed: u64) -> RunInfo {
     }
 }
 
-/// A deliberately wrong variant of a step (what a flawed plan or a bad tool call contains).
+/// A deliberately wrong variant of a step (what a flawed plan contains): one argument is wrong,
+/// and the step's description says the wrong value, as the planner wrote it.
 fn corrupt(step: &StepSpec) -> StepSpec {
     let mut s = step.clone();
     if let Some(m) = s.args.as_object_mut() {
-        if let Some(Value::String(p)) = m.get("path").cloned() {
-            m.insert("path".into(), Value::String(format!("tmp_{p}")));
+        let changed = if let Some(Value::String(p)) = m.get("path").cloned() {
+            Some(("path", p.clone(), format!("tmp_{p}")))
         } else if let Some(Value::String(k)) = m.get("key").cloned() {
-            m.insert(
-                "key".into(),
-                Value::String(k.replace("capital:", "capitol:")),
-            );
+            Some(("key", k.clone(), k.replace("capital:", "capitol:")))
         } else if let Some(Value::String(e)) = m.get("expr").cloned() {
-            m.insert("expr".into(), Value::String(format!("{e} + 1")));
+            Some(("expr", e.clone(), format!("{e} + 1")))
         } else if let Some(Value::String(p)) = m.get("pattern").cloned() {
-            m.insert("pattern".into(), Value::String(p.to_uppercase()));
+            Some(("pattern", p.clone(), p.to_uppercase()))
+        } else {
+            None
+        };
+        if let Some((key, old, new)) = changed {
+            s.description = s.description.replace(&old, &new);
+            m.insert(key.into(), Value::String(new));
         }
     }
     s
@@ -219,7 +218,9 @@ pub fn run_episode(cfg: &AgentConfig, index: u64) -> EpisodeRecord {
     let mut rng = SplitMix64::new(seed);
     let task = tasks::generate(&mut rng, index);
     let inj = Injection::scaled(cfg.failure_rate);
-    let run = RunSpan::start(run_info(cfg, &task, seed));
+    let info = run_info(cfg, &task, seed);
+    let sim = Models::new(&info);
+    let run = RunSpan::start(info);
     let mut rec = EpisodeRecord {
         index,
         run_id: run.run_id().to_string(),
@@ -280,29 +281,14 @@ pub fn run_episode(cfg: &AgentConfig, index: u64) -> EpisodeRecord {
             if let Some(v) = &last_verifier {
                 planner = planner.link(v);
             }
-            let files = sb.list();
-            planner.input(&PlannerInput {
+            let input = PlannerInput {
                 goal: task.goal.clone(),
-                observation: json!({ "files": files }),
+                observation: json!({ "files": sb.list() }),
                 history: history.clone(),
                 tool_mask: tool_mask.clone(),
                 replan_reason: replan_reason.clone(),
-            });
-            let prompt = render(
-                "planner",
-                &[
-                    ("goal", task.goal.clone()),
-                    ("files", files.join(", ")),
-                    ("history", history.join("\n")),
-                    (
-                        "replan",
-                        replan_reason
-                            .as_ref()
-                            .map(|r| format!("Replan because: {r}\n"))
-                            .unwrap_or_default(),
-                    ),
-                ],
-            );
+            };
+            planner.input(&input);
             // Replanning restarts from the first step when the finished plan failed its
             // check, else continues from the current step.
             let start = if cursor >= plan.len() { 0 } else { cursor };
@@ -330,11 +316,13 @@ pub fn run_episode(cfg: &AgentConfig, index: u64) -> EpisodeRecord {
                 confidence: Some(0.6 + 0.4 * rng.next_f64()),
                 llm_calls: vec![],
             };
-            let answer = serde_json::to_string(&output.plan).unwrap_or_default();
-            planner
-                .llm_call(&format!("sim-planner-{}", cfg.model_tag), &prompt)
-                .usage(tokens(&prompt), tokens(&answer))
-                .output_text(&answer);
+            sim.planner.call(
+                |model, prompt| planner.llm_call(model, prompt),
+                cycle,
+                1,
+                &[models::planner_turn(&input)],
+                &models::plan_answer(&output),
+            );
             planner.output(&output);
             planner.transition(St::Planning, St::Working, "plan ready");
             rec.decisions.push(format!("plan:{}", new_plan.len()));
@@ -354,32 +342,29 @@ pub fn run_episode(cfg: &AgentConfig, index: u64) -> EpisodeRecord {
         let mut action_traces = Vec::new();
         if let Some(step) = plan.get(cursor).cloned() {
             let args = resolve_args(&step.args, &last_result);
-            worker.input(&WorkerInput {
+            let input = WorkerInput {
                 plan_step: Some(cursor as u32),
                 current_step: step.description.clone(),
                 env_state: json!({ "files": sb.list() }),
                 allowed_tools: tool_names.clone(),
                 prior_failures: prior_failures.clone(),
-            });
-            let prompt = render(
-                "worker",
-                &[
-                    ("step", step.description.clone()),
-                    ("tools", tool_names.join(", ")),
-                    ("failures", prior_failures.len().to_string()),
-                ],
-            );
-            let call = json!({ "tool": step.tool, "arguments": args });
-            worker
-                .llm_call(&format!("sim-worker-{}", cfg.model_tag), &prompt)
-                .usage(tokens(&prompt), tokens(&call.to_string()))
-                .output_text(&call.to_string());
+            };
+            worker.input(&input);
             worker.action(&WorkerAction {
                 action: "tool_call".into(),
                 tool: Some(step.tool.to_string()),
                 arguments: args.clone(),
                 reasoning: format!("execute plan step {cursor}: {}", step.description),
             });
+            // The worker's model runs a tool loop: each attempt is one model turn that calls the
+            // tool, whose result (or error) goes back to the model; a last turn says how it went.
+            let position = format!("plan step {} of {}", cursor + 1, plan.len());
+            let mut conversation = vec![models::worker_turn(
+                &input,
+                &position,
+                step.tool,
+                &last_result,
+            )];
             let call_id = format!("call-{cycle}-{cursor}");
             let mut attempt = 1u32;
             let mut result: Result<Value, ToolError>;
@@ -392,6 +377,15 @@ pub fn run_episode(cfg: &AgentConfig, index: u64) -> EpisodeRecord {
                 } else {
                     args.clone()
                 };
+                let answer = models::tool_call_answer(&call_id, step.tool, &used_args);
+                sim.worker.call(
+                    |model, prompt| worker.llm_call(model, prompt),
+                    cycle,
+                    attempt,
+                    &conversation,
+                    &answer,
+                );
+                conversation.push(models::as_input(answer));
                 let span = worker.tool_call(step.tool, &call_id, &used_args, attempt);
                 result = if transient {
                     let class = if rng.chance(0.5) {
@@ -406,16 +400,19 @@ pub fn run_episode(cfg: &AgentConfig, index: u64) -> EpisodeRecord {
                 } else {
                     tools::execute(&mut sb, step.tool, &used_args)
                 };
-                match &result {
+                let response = match &result {
                     Ok(v) => {
                         span.observation(step.tool, &json!({ "files": sb.list() }));
                         span.ok(v);
+                        v.clone()
                     }
                     Err(e) => {
                         rec.tool_errors += 1;
                         span.err(e.class, &e.message);
+                        models::tool_error(e.class, &e.message)
                     }
-                }
+                };
+                conversation.push(models::tool_response(&call_id, response));
                 rec.decisions.push(format!(
                     "tool:{}#{attempt}:{}",
                     step.tool,
@@ -436,6 +433,20 @@ pub fn run_episode(cfg: &AgentConfig, index: u64) -> EpisodeRecord {
                 attempt += 1;
             }
             let retries = attempt - 1;
+            let summary = match &result {
+                Ok(v) => format!("{} succeeded: {v}", step.tool),
+                Err(e) => format!(
+                    "{} failed after {attempt} attempt(s) ({}): {}",
+                    step.tool, e.class, e.message
+                ),
+            };
+            sim.worker.call(
+                |model, prompt| worker.llm_call(model, prompt),
+                cycle,
+                attempt + 1,
+                &conversation,
+                &models::text_answer(summary.clone()),
+            );
             match result {
                 Ok(v) => {
                     last_result = v;
@@ -443,7 +454,7 @@ pub fn run_episode(cfg: &AgentConfig, index: u64) -> EpisodeRecord {
                     worker.observation("workspace", &json!({ "files": sb.list() }));
                     worker.output(&WorkerOutput {
                         status: ToolStatus::Ok,
-                        summary: format!("{} succeeded", step.tool),
+                        summary,
                         error_class: None,
                         retries,
                         llm_calls: vec![],
@@ -458,7 +469,7 @@ pub fn run_episode(cfg: &AgentConfig, index: u64) -> EpisodeRecord {
                     });
                     worker.output(&WorkerOutput {
                         status: ToolStatus::Error,
-                        summary: e.message.clone(),
+                        summary,
                         error_class: Some(e.class.to_string()),
                         retries,
                         llm_calls: vec![],
@@ -468,22 +479,36 @@ pub fn run_episode(cfg: &AgentConfig, index: u64) -> EpisodeRecord {
                 }
             }
         } else {
-            worker.input(&WorkerInput {
+            let input = WorkerInput {
                 plan_step: None,
                 current_step: "no step left".into(),
                 env_state: json!({ "files": sb.list() }),
                 allowed_tools: tool_names.clone(),
                 prior_failures: prior_failures.clone(),
-            });
+            };
+            worker.input(&input);
             worker.action(&WorkerAction {
                 action: "respond".into(),
                 tool: None,
                 arguments: Value::Null,
                 reasoning: "every plan step is done".into(),
             });
+            let summary = "Every step of the plan is done; there is nothing left to do.";
+            sim.worker.call(
+                |model, prompt| worker.llm_call(model, prompt),
+                cycle,
+                1,
+                &[models::worker_turn(
+                    &input,
+                    &format!("all {} plan step(s) done", plan.len()),
+                    "none",
+                    &last_result,
+                )],
+                &models::text_answer(summary.to_string()),
+            );
             worker.output(&WorkerOutput {
                 status: ToolStatus::Ok,
-                summary: "nothing left to do".into(),
+                summary: summary.to_string(),
                 error_class: None,
                 retries: 0,
                 llm_calls: vec![],
@@ -497,14 +522,15 @@ pub fn run_episode(cfg: &AgentConfig, index: u64) -> EpisodeRecord {
         // ---- verifier ----------------------------------------------------------------------
         let verifier = run.verifier(cycle).link(&worker_target);
         let (passed, evidence) = task.check.run(&sb);
-        verifier.input(&VerifierInput {
+        let input = VerifierInput {
             plan_progress: PlanProgress {
                 completed: cursor as u32,
                 total: plan.len() as u32,
             },
             action_traces,
             evidence: evidence.clone(),
-        });
+        };
+        verifier.input(&input);
         let (verdict, feedback, flags) = if let Some(e) = &worker_failed {
             (
                 Verdict::Replan,
@@ -535,26 +561,21 @@ pub fn run_episode(cfg: &AgentConfig, index: u64) -> EpisodeRecord {
                 vec![],
             )
         };
-        let prompt = render(
-            "verifier",
-            &[
-                ("goal", task.goal.clone()),
-                ("done", cursor.to_string()),
-                ("total", plan.len().to_string()),
-                ("evidence", evidence.to_string()),
-            ],
-        );
-        verifier
-            .llm_call(&format!("sim-verifier-{}", cfg.model_tag), &prompt)
-            .usage(tokens(&prompt), tokens(&feedback))
-            .output_text(&feedback);
-        verifier.verdict(&VerifierOutput {
+        let output = VerifierOutput {
             verdict,
             feedback: feedback.clone(),
             risk_flags: flags,
             confidence: Some(if passed { 0.9 } else { 0.6 }),
             llm_calls: vec![],
-        });
+        };
+        sim.verifier.call(
+            |model, prompt| verifier.llm_call(model, prompt),
+            cycle,
+            1,
+            &[models::verifier_turn(&task.goal, &input)],
+            &models::verdict_answer(&output),
+        );
+        verifier.verdict(&output);
         rec.verdicts.push(verdict);
         rec.decisions.push(format!("verdict:{}", verdict.as_str()));
         cycle += 1;

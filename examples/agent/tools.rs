@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
+use traj_schema::llm::ToolDefinition;
 
 /// A tool failure with its taxonomy class (`invalid_arguments`, `not_found`, ...).
 #[derive(Debug, Clone, PartialEq)]
@@ -79,54 +80,82 @@ impl Sandbox {
     }
 }
 
-/// JSON schemas of every tool (their canonical JSON is the toolset hash).
-pub fn tool_schemas() -> Vec<Value> {
-    let s = |name: &str, desc: &str, params: Value| json!({"name": name, "description": desc, "parameters": params});
+/// The tools offered to the worker's model, with their JSON Schemas: the one definition the run
+/// records (`RunInfo::tools`, whose canonical JSON is the toolset hash) and the LLM spans offer.
+pub fn tool_definitions() -> Vec<ToolDefinition> {
+    let string = |description: &str| json!({"type": "string", "description": description});
+    let tool = |name: &str, description: &str, properties: Value| {
+        let required: Vec<String> = properties
+            .as_object()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        ToolDefinition {
+            name: name.into(),
+            description: description.into(),
+            parameters: json!({
+                "type": "object",
+                "properties": properties,
+                "required": required,
+                "additionalProperties": false,
+            }),
+            strict: None,
+        }
+    };
+    let path = || string("File name relative to the workspace root, e.g. notes.txt");
     vec![
-        s(
+        tool(
             "write_file",
-            "Write text to a file in the workspace",
-            json!({"path": "string", "content": "string"}),
+            "Write text to a file in the workspace, replacing any previous content. Returns the path and the number of bytes written.",
+            json!({"path": path(), "content": string("The complete text of the file")}),
         ),
-        s(
+        tool(
             "read_file",
-            "Read a text file of the workspace",
-            json!({"path": "string"}),
+            "Read a text file of the workspace. Returns its content.",
+            json!({"path": path()}),
         ),
-        s("list_dir", "List the workspace files", json!({})),
-        s(
+        tool(
+            "list_dir",
+            "List the files of the workspace, sorted by name.",
+            json!({}),
+        ),
+        tool(
             "calc",
-            "Evaluate an arithmetic expression (+ - * / parentheses)",
-            json!({"expr": "string"}),
+            "Evaluate an arithmetic expression over decimal numbers with + - * / and parentheses. Returns the value.",
+            json!({"expr": string("The expression, e.g. (12 - 4) * 3")}),
         ),
-        s(
+        tool(
             "search",
-            "Find files whose text contains a pattern",
-            json!({"pattern": "string"}),
+            "Find the lines of workspace files that contain a pattern (case-sensitive substring). Returns the matching file names and line numbers.",
+            json!({"pattern": string("The text to look for")}),
         ),
-        s(
+        tool(
             "json_sum",
-            "Sum a numeric field over the records of a JSON array file",
-            json!({"path": "string", "field": "string"}),
+            "Sum a numeric field over the records of a JSON array file. Returns the sum and how many records had the field.",
+            json!({"path": path(), "field": string("Name of the numeric field of each record")}),
         ),
-        s(
+        tool(
             "kb_lookup",
-            "Look a key up in the knowledge base (synthetic)",
-            json!({"key": "string"}),
+            "Look a key up in the knowledge base. Keys look like capital:<country>. Returns the value.",
+            json!({"key": string("The key, e.g. capital:france")}),
         ),
-        s(
+        tool(
             "submit_answer",
-            "Submit the final answer (synthetic)",
-            json!({"answer": "string"}),
+            "Submit the final answer to the question of the task (a later submission replaces it).",
+            json!({"answer": string("The answer, as short as possible")}),
         ),
     ]
 }
 
-pub fn tool_names() -> Vec<String> {
-    tool_schemas()
+/// The tool definitions as the JSON objects the run records (`{name, description, parameters}`).
+pub fn tool_schemas() -> Vec<Value> {
+    tool_definitions()
         .iter()
-        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .map(|t| json!({"name": t.name, "description": t.description, "parameters": t.parameters}))
         .collect()
+}
+
+pub fn tool_names() -> Vec<String> {
+    tool_definitions().into_iter().map(|t| t.name).collect()
 }
 
 fn arg<'a>(args: &'a Value, key: &str) -> Result<&'a str, ToolError> {
@@ -290,6 +319,40 @@ mod tests {
         assert_eq!(eval("-2*-3").unwrap(), 6.0);
         assert_eq!(eval("1/0").unwrap_err().class, "division_by_zero");
         assert_eq!(eval("2+").unwrap_err().class, "parse_error");
+    }
+
+    /// The schemas offered to the model say what `execute` checks: leaving out any required
+    /// argument is `invalid_arguments`.
+    #[test]
+    fn required_arguments_are_the_ones_execute_needs() {
+        let d = tempfile::tempdir().unwrap();
+        let mut sb = Sandbox::new(d.path().to_path_buf());
+        let defs = tool_definitions();
+        assert_eq!(tool_schemas().len(), defs.len());
+        for t in &defs {
+            assert_eq!(t.parameters["type"], "object", "{}", t.name);
+            let required: Vec<&str> = t.parameters["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            for r in &required {
+                assert!(
+                    t.parameters["properties"].get(*r).is_some(),
+                    "{} {r}",
+                    t.name
+                );
+                let args: serde_json::Map<String, Value> = required
+                    .iter()
+                    .filter(|k| *k != r)
+                    .map(|k| (k.to_string(), json!("x")))
+                    .collect();
+                let e = execute(&mut sb, &t.name, &Value::Object(args)).unwrap_err();
+                assert_eq!(e.class, "invalid_arguments", "{} without {r}", t.name);
+            }
+        }
+        assert!(defs.iter().any(|t| t.name == "list_dir"));
     }
 
     #[test]

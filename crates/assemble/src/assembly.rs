@@ -764,6 +764,7 @@ pub fn assemble_with_logs<'r>(
         events: drafts.len() as u64,
         unmapped_spans: unmapped,
         duplicate_spans: idx.duplicates,
+        log_records: logs.len() as u64,
         ..Default::default()
     };
     let mut events: Vec<Event> = Vec::with_capacity(drafts.len());

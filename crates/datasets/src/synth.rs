@@ -471,6 +471,7 @@ impl RunBuilder {
             orphan_events: 0,
             unmapped_spans: 0,
             duplicate_spans: 0,
+            log_records: 0,
         };
         (s, self.events)
     }

@@ -376,6 +376,7 @@ impl RunBuilder {
             orphan_events: 0,
             unmapped_spans: 0,
             duplicate_spans: 0,
+            log_records: 0,
         };
         (self.session, self.events)
     }

@@ -72,6 +72,9 @@ pub struct LineageStats {
     pub unmapped_spans: u64,
     /// Copies of an already-seen (trace id, span id) that were ignored.
     pub duplicate_spans: u64,
+    /// OTLP log records of the trace handed to assembly (joined to their spans where they can be).
+    #[serde(default)]
+    pub log_records: u64,
 }
 
 /// The whole of `session.json`.
