@@ -465,6 +465,14 @@ pub fn build(inputs: &BuildInputs) -> Result<BuildSummary, BuildError> {
         rep.record_run(*split, &idx);
         metrics.add_run(&run.session, &run.events, Some(split.as_str()));
         for row in crate::views::run_rows(&idx, &cfg.prefs, &cfg.rows) {
+            if let Err(e) = row.check() {
+                tracing::warn!(run_id = %k.dir.run_id, view = row.view.as_str(), "row dropped: {e}");
+                rep.add_warning(
+                    &k.dir.run_id,
+                    &format!("{} row dropped: {e}", row.view.as_str()),
+                );
+                continue;
+            }
             let (mut value, mut side) = row.render(inputs.format);
             redact_row(&mut value, inputs.redactor, &mut rep.pii.counts);
             if let Some(s) = side.as_mut() {

@@ -156,6 +156,19 @@ impl Msg {
     }
 }
 
+fn check_assistant(m: &Msg) -> Result<(), String> {
+    if m.role != "assistant" {
+        return Ok(());
+    }
+    if m.content.is_empty() && m.tool_calls.is_empty() {
+        return Err("assistant turn with neither text nor tool calls".into());
+    }
+    match m.tool_calls.iter().find(|c| c.name.is_empty()) {
+        Some(c) => Err(format!("tool call {:?} has no name", c.id)),
+        None => Ok(()),
+    }
+}
+
 /// What the row teaches.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Completion {
@@ -177,6 +190,40 @@ pub struct Row {
 }
 
 impl Row {
+    /// The rules both trainer formats share (TRL's chat templates and OpenAI's fine-tuning
+    /// validator refuse rows that break them): a prompt; assistant turns that say something
+    /// (text or tool calls with names); every tool message answering a tool call made earlier in
+    /// the conversation; an SFT completion (or both preference sides) from the assistant.
+    pub fn check(&self) -> Result<(), String> {
+        if self.prompt.is_empty() {
+            return Err("empty prompt".into());
+        }
+        let mut call_ids: Vec<&str> = Vec::new();
+        for (i, m) in self.prompt.iter().enumerate() {
+            check_assistant(m).map_err(|e| format!("message {i}: {e}"))?;
+            call_ids.extend(m.tool_calls.iter().map(|c| c.id.as_str()));
+            if m.role == "tool" {
+                let id = m.tool_call_id.as_deref().unwrap_or("");
+                if !call_ids.contains(&id) {
+                    return Err(format!(
+                        "message {i}: tool result {id:?} answers no earlier tool call"
+                    ));
+                }
+            }
+        }
+        let answers: Vec<&Msg> = match &self.completion {
+            Completion::Sft(a) => vec![a],
+            Completion::Pref { chosen, rejected } => vec![chosen, rejected],
+        };
+        for a in answers {
+            if a.role != "assistant" {
+                return Err(format!("completion has role {}", a.role));
+            }
+            check_assistant(a).map_err(|e| format!("completion: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// Renders the row; returns the row and, for OpenAI, the metadata line kept beside it.
     pub fn render(&self, format: Format) -> (Value, Option<Value>) {
         let msgs = |ms: &[Msg]| Value::Array(ms.iter().map(|m| m.render(format)).collect());
@@ -256,6 +303,32 @@ mod tests {
         );
         assert!(oa.get("metadata").is_none());
         assert_eq!(side.unwrap()["run_id"], "r");
+    }
+
+    #[test]
+    fn rows_that_break_the_formats_rules_are_refused() {
+        let call = Call {
+            id: "c1".into(),
+            name: "grep".into(),
+            arguments: json!({}),
+        };
+        let mut ok = row(Completion::Sft(Msg::assistant("done".into())));
+        ok.prompt.push(Msg::assistant_call(String::new(), call));
+        ok.prompt.push(Msg::tool("c1", "grep", "x".into()));
+        assert_eq!(ok.check(), Ok(()));
+        let mut orphan = ok.clone();
+        orphan.prompt.push(Msg::tool("c9", "grep", "x".into()));
+        assert!(orphan
+            .check()
+            .unwrap_err()
+            .contains("answers no earlier tool call"));
+        let empty = row(Completion::Sft(Msg::assistant(String::new())));
+        assert!(empty
+            .check()
+            .unwrap_err()
+            .contains("neither text nor tool calls"));
+        let user = row(Completion::Sft(Msg::user("hi".into())));
+        assert!(user.check().is_err());
     }
 
     #[test]
