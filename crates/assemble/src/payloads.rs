@@ -2,7 +2,7 @@
 //! present and well-formed, otherwise a default payload assembled from what the span does carry
 //! (GenAI messages, OpenInference `input.value` / `output.value`, tool call attributes, status).
 
-use crate::attributes::{attr, attr_json, attr_json_value, attr_str, attr_u32};
+use crate::attributes::{attr_json, attr_json_value, attr_str, attr_u32};
 use crate::rules::MappingRules;
 use crate::warnings::Warnings;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
@@ -505,9 +505,4 @@ pub(crate) fn episode_error(attrs: &[KeyValue], fatal: bool) -> EpisodeError {
             .to_owned(),
         fatal,
     }
-}
-
-/// Whether the attribute list has the key at all (used for convention detection).
-pub(crate) fn has(attrs: &[KeyValue], key: &str) -> bool {
-    attr(attrs, key).is_some()
 }
