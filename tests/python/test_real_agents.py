@@ -466,7 +466,9 @@ def test_openai_format_has_arguments_as_json_strings(scenario):
     for run_id, calls in s.wire.items():
         assert len(worker_rows.get(run_id, [])) == 1, f"{s.name} {run_id}: worker_sft rows (openai format)"
         row = worker_rows[run_id][0]
-        assert set(row) == {"messages", "tools", "metadata"}, set(row)
+        assert set(row) == {"messages", "tools", "parallel_tool_calls", "metadata"}, set(row)
+        assert row["parallel_tool_calls"] is any(
+            len(m.get("tool_calls") or []) > 1 for m in row["messages"]), row["parallel_tool_calls"]
         last = [c for c in calls if c["role"] == "worker"][-1]
         expected = expected_trl(last["request"]["messages"], response_message(last))
         assert_messages_equal(row["messages"], expected, f"{s.name} openai worker_sft {run_id}",

@@ -250,8 +250,10 @@ impl Row {
             (Format::Openai, Completion::Sft(a)) => {
                 let mut all = self.prompt.clone();
                 all.push(a.clone());
+                // OpenAI requires `parallel_tool_calls: true` when a turn makes several calls.
+                let parallel = all.iter().any(|m| m.tool_calls.len() > 1);
                 (
-                    json!({"messages": msgs(&all), "tools": tools}),
+                    json!({"messages": msgs(&all), "tools": tools, "parallel_tool_calls": parallel}),
                     Some(self.metadata.clone()),
                 )
             }
@@ -302,6 +304,7 @@ mod tests {
             r#"{"a":1,"pattern":"x"}"#
         );
         assert!(oa.get("metadata").is_none());
+        assert_eq!(oa["parallel_tool_calls"], false, "one call per turn");
         assert_eq!(side.unwrap()["run_id"], "r");
     }
 
