@@ -19,6 +19,10 @@ if [ ! -x tests/.venv/bin/pytest ]; then
   python3 -m venv tests/.venv
   tests/.venv/bin/pip install -q -r tests/python/requirements.txt
 fi
+# TRL / transformers / torch for the training test: a separate cached venv (~5 GB, ~2.5 min the
+# first time; a second run installs nothing).
+log "TRL training venv"
+tests/python/install-trl-venv.sh
 if [ -f tests/browser/package.json ] && [ ! -d tests/browser/node_modules ]; then
   log "installing playwright-core (drives Debian's chromium; downloads no browser)"
   (cd tests/browser && npm ci --silent --no-audit --no-fund)
@@ -34,7 +38,7 @@ rust_failed=$(grep -Eo '[0-9]+ failed' target/cargo-test.log | awk '{s+=$1} END 
 
 # --- Python --------------------------------------------------------------------------------
 log "pytest tests/python"
-export TRAJ_BIN="$root/target/debug/traj" TRAJ_AGENT="$root/target/debug/examples/agent"
+export TRAJ_BIN="$root/target/debug/traj" TRAJ_AGENT="$root/target/debug/examples/agent" TRAJ_REQUIRE_TRL=1
 set +e
 tests/.venv/bin/pytest -q tests/python 2>&1 | tee target/pytest.log
 py_rc=${PIPESTATUS[0]}

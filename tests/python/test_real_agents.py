@@ -446,9 +446,13 @@ def test_recovery_rows_for_the_failed_tool_attempt(scenario):
         # The model saw the failure: the row is its real conversation up to the error result,
         # then the turn that recovered (a new tool call).
         assert row["metadata"]["source"] == "llm", row["metadata"]
-        tool_msgs = [m for m in row["messages"] if m["role"] == "tool"]
-        assert tool_msgs and "ERROR" in tool_msgs[-1]["content"], row["messages"]
-        assert row["messages"][-1]["role"] == "assistant" and row["messages"][-1]["tool_calls"], row["messages"][-1]
+        # Prompt-completion form: the failed call is context, only the recovery is taught.
+        assert "messages" not in row and len(row["completion"]) == 1, row.keys()
+        tool_msgs = [m for m in row["prompt"] if m["role"] == "tool"]
+        assert tool_msgs and "ERROR" in tool_msgs[-1]["content"], row["prompt"]
+        assert row["prompt"][-1]["role"] == "tool", row["prompt"][-1]
+        answer = row["completion"][0]
+        assert answer["role"] == "assistant" and answer["tool_calls"], answer
     else:
         # The agent retried by itself; the model never saw the error.
         assert row["metadata"]["source"] == "payload", row["metadata"]

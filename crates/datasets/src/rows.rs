@@ -224,11 +224,27 @@ impl Row {
         Ok(())
     }
 
+    /// Whether only the completion is to be learned, not the assistant turns of the prompt: a
+    /// recovery case's prompt holds the failed calls, which must not be taught.
+    pub fn completion_only(&self) -> bool {
+        self.view == View::WorkerRecoveryCases
+    }
+
     /// Renders the row; returns the row and, for OpenAI, the metadata line kept beside it.
     pub fn render(&self, format: Format) -> (Value, Option<Value>) {
         let msgs = |ms: &[Msg]| Value::Array(ms.iter().map(|m| m.render(format)).collect());
         let tools = Value::Array(self.tools.clone());
         match (format, &self.completion) {
+            // TRL's prompt-completion form: SFTTrainer learns the completion only.
+            (Format::Trl, Completion::Sft(a)) if self.completion_only() => (
+                json!({
+                    "prompt": msgs(&self.prompt),
+                    "completion": msgs(std::slice::from_ref(a)),
+                    "tools": tools,
+                    "metadata": self.metadata,
+                }),
+                None,
+            ),
             (Format::Trl, Completion::Sft(a)) => {
                 let mut all = self.prompt.clone();
                 all.push(a.clone());
@@ -252,8 +268,20 @@ impl Row {
                 all.push(a.clone());
                 // OpenAI requires `parallel_tool_calls: true` when a turn makes several calls.
                 let parallel = all.iter().any(|m| m.tool_calls.len() > 1);
+                let mut rendered = msgs(&all);
+                if self.completion_only() {
+                    // `weight: 0`: the prompt's assistant turns are context, not taught.
+                    if let Value::Array(list) = &mut rendered {
+                        let n = list.len();
+                        for m in list.iter_mut().take(n.saturating_sub(1)) {
+                            if m["role"] == "assistant" {
+                                m["weight"] = json!(0);
+                            }
+                        }
+                    }
+                }
                 (
-                    json!({"messages": msgs(&all), "tools": tools, "parallel_tool_calls": parallel}),
+                    json!({"messages": rendered, "tools": tools, "parallel_tool_calls": parallel}),
                     Some(self.metadata.clone()),
                 )
             }
@@ -332,6 +360,29 @@ mod tests {
             .contains("neither text nor tool calls"));
         let user = row(Completion::Sft(Msg::user("hi".into())));
         assert!(user.check().is_err());
+    }
+
+    #[test]
+    fn recovery_cases_teach_only_the_recovering_turn() {
+        let call = Call {
+            id: "c1".into(),
+            name: "grep".into(),
+            arguments: json!({}),
+        };
+        let mut r = row(Completion::Sft(Msg::assistant("fixed".into())));
+        r.view = View::WorkerRecoveryCases;
+        r.prompt.push(Msg::assistant_call(String::new(), call));
+        r.prompt.push(Msg::tool("c1", "grep", "error".into()));
+        let (trl, _) = r.render(Format::Trl);
+        assert!(trl.get("messages").is_none());
+        assert_eq!(trl["prompt"].as_array().unwrap().len(), 4);
+        assert_eq!(trl["completion"][0]["content"], "fixed");
+        let (oa, _) = r.render(Format::Openai);
+        assert_eq!(oa["messages"][2]["weight"], 0, "the failed call is context");
+        assert!(
+            oa["messages"][4].get("weight").is_none(),
+            "the recovery is taught"
+        );
     }
 
     #[test]

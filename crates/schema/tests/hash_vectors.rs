@@ -47,14 +47,19 @@ fn hash_str_outputs(input: &str) -> [(&'static str, String); 2] {
 #[test]
 fn canonical_json_and_hash_vectors_match_the_rust_implementation() {
     let path = vectors_path();
-    let raw = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let raw = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut doc: Value = serde_json::from_str(&raw).expect("vectors file is JSON");
     let bless = std::env::var_os("TRAJ_BLESS").is_some();
     let mut mismatches = Vec::new();
 
-    let cj = doc["canonical_json"].as_array_mut().expect("canonical_json array");
-    assert!(cj.len() >= 30, "expected the full vector set, got {}", cj.len());
+    let cj = doc["canonical_json"]
+        .as_array_mut()
+        .expect("canonical_json array");
+    assert!(
+        cj.len() >= 30,
+        "expected the full vector set, got {}",
+        cj.len()
+    );
     for v in cj.iter_mut() {
         let name = text(v, "name").to_owned();
         let outputs = canonical_outputs(field(v, "input"));
@@ -62,7 +67,10 @@ fn canonical_json_and_hash_vectors_match_the_rust_implementation() {
             if bless {
                 v[key] = Value::String(want);
             } else if text(v, key) != want {
-                mismatches.push(format!("canonical_json/{name}.{key}: file {:?}, rust {want:?}", text(v, key)));
+                mismatches.push(format!(
+                    "canonical_json/{name}.{key}: file {:?}, rust {want:?}",
+                    text(v, key)
+                ));
             }
         }
     }
@@ -75,7 +83,10 @@ fn canonical_json_and_hash_vectors_match_the_rust_implementation() {
             if bless {
                 v[key] = Value::String(want);
             } else if text(v, key) != want {
-                mismatches.push(format!("hash_str/{name}.{key}: file {:?}, rust {want:?}", text(v, key)));
+                mismatches.push(format!(
+                    "hash_str/{name}.{key}: file {:?}, rust {want:?}",
+                    text(v, key)
+                ));
             }
         }
     }
@@ -101,11 +112,31 @@ fn canonical_json_and_hash_vectors_match_the_rust_implementation() {
 
 /// 600 finite doubles: edge values, then splitmix64 bit patterns spread over every exponent.
 fn float_format_vectors() -> Value {
-    let mut bits: Vec<u64> = [0.0f64, -0.0, 1.0, -1.0, 0.1, 1e15, 1e16, 1e17, 9007199254740993.0, 1e-5, 1e-6,
-        1e-7, 123.456, f64::MAX, f64::MIN_POSITIVE, 5e-324, 2.5e-3, 1e21, 1e22, 1e23]
-        .iter()
-        .map(|f| f.to_bits())
-        .collect();
+    let mut bits: Vec<u64> = [
+        0.0f64,
+        -0.0,
+        1.0,
+        -1.0,
+        0.1,
+        1e15,
+        1e16,
+        1e17,
+        9007199254740993.0,
+        1e-5,
+        1e-6,
+        1e-7,
+        123.456,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        5e-324,
+        2.5e-3,
+        1e21,
+        1e22,
+        1e23,
+    ]
+    .iter()
+    .map(|f| f.to_bits())
+    .collect();
     let mut state = 0x7472_616a_u64; // "traj"
     while bits.len() < 600 {
         state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -137,13 +168,16 @@ fn float_format_vectors() -> Value {
 #[test]
 fn vectors_cover_the_tricky_cases() {
     // The properties another language most often gets wrong, pinned independently of the file.
-    let obj: Map<String, Value> = serde_json::from_str(r#"{"é":1,"z":2,"Z":3,"😀":4,"\uffff":5}"#).unwrap();
+    let obj: Map<String, Value> =
+        serde_json::from_str(r#"{"é":1,"z":2,"Z":3,"😀":4,"\uffff":5}"#).unwrap();
     assert_eq!(
         canonical_json(&Value::Object(obj)),
         "{\"Z\":3,\"z\":2,\"é\":1,\"\u{ffff}\":5,\"😀\":4}",
         "keys sort by code point (= UTF-8 bytes), not UTF-16 units"
     );
-    let nums: Value = serde_json::from_str("[1e20, 1e16, 1e15, 1e-7, 0.0, -0.0, 18446744073709551616, 3.0]").unwrap();
+    let nums: Value =
+        serde_json::from_str("[1e20, 1e16, 1e15, 1e-7, 0.0, -0.0, 18446744073709551616, 3.0]")
+            .unwrap();
     assert_eq!(
         canonical_json(&nums),
         "[1e+20,1e+16,1000000000000000.0,1e-7,0.0,-0.0,1.8446744073709552e+19,3.0]"
