@@ -14,6 +14,7 @@ pub mod log_check;
 pub mod otlp_json;
 pub mod receive_redaction;
 pub mod receiver_metrics;
+mod rejections;
 pub mod run_manager;
 pub mod server;
 pub mod span_check;

@@ -4,11 +4,9 @@
 //! trace id (empty or all zeros) are valid OTLP and kept, but counted as untraced: they can never
 //! join a run.
 
+use crate::rejections::Rejections;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
-
-/// How many problems the rejection message names before summarising the rest.
-const MAX_PROBLEMS_NAMED: usize = 3;
 
 /// The outcome of [`check_logs_request`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -45,7 +43,7 @@ pub fn has_trace_id(record: &LogRecord) -> bool {
 /// `2 log records rejected: resourceLogs[0].scopeLogs[0].logRecords[1]: span id has 3 bytes, expected 8 (or none); ...`.
 pub fn check_logs_request(req: &mut ExportLogsServiceRequest) -> LogCheck {
     let mut out = LogCheck::default();
-    let mut problems: Vec<String> = Vec::new();
+    let mut rejections = Rejections::default();
     for (ri, rl) in req.resource_logs.iter_mut().enumerate() {
         for (si, sl) in rl.scope_logs.iter_mut().enumerate() {
             let mut i = 0usize;
@@ -61,36 +59,24 @@ pub fn check_logs_request(req: &mut ExportLogsServiceRequest) -> LogCheck {
                         true
                     }
                     Some(p) => {
-                        out.rejected += 1;
-                        if problems.len() < MAX_PROBLEMS_NAMED {
-                            problems.push(format!(
-                                "resourceLogs[{ri}].scopeLogs[{si}].logRecords[{idx}]: {p}"
-                            ));
-                        }
+                        rejections.add(
+                            || format!("resourceLogs[{ri}].scopeLogs[{si}].logRecords[{idx}]"),
+                            &p,
+                        );
                         false
                     }
                 }
             });
         }
-        if out.rejected > 0 {
+        if rejections.count() > 0 {
             rl.scope_logs.retain(|sl| !sl.log_records.is_empty());
         }
     }
+    out.rejected = rejections.count();
     if out.rejected > 0 {
         req.resource_logs.retain(|rl| !rl.scope_logs.is_empty());
-        let more = out.rejected as usize - problems.len();
-        out.message = format!(
-            "{} log record{} rejected: {}{}",
-            out.rejected,
-            if out.rejected == 1 { "" } else { "s" },
-            problems.join("; "),
-            if more > 0 {
-                format!("; and {more} more")
-            } else {
-                String::new()
-            }
-        );
     }
+    out.message = rejections.message("log record");
     out
 }
 

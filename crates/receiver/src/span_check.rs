@@ -1,11 +1,9 @@
 //! Per-span validation of an export request: invalid spans (bad trace, span or parent span id)
 //! are removed and counted with a message naming the first problems; the rest is kept.
 
+use crate::rejections::Rejections;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::Span;
-
-/// How many problems the rejection message names before summarising the rest.
-const MAX_PROBLEMS_NAMED: usize = 3;
 
 /// The outcome of [`check_request`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -50,7 +48,7 @@ pub fn span_problem(span: &Span) -> Option<String> {
 /// `2 spans rejected: resourceSpans[0].scopeSpans[0].spans[1]: span id has 3 bytes, expected 8; ...`.
 pub fn check_request(req: &mut ExportTraceServiceRequest) -> SpanCheck {
     let mut out = SpanCheck::default();
-    let mut problems: Vec<String> = Vec::new();
+    let mut rejections = Rejections::default();
     for (ri, rs) in req.resource_spans.iter_mut().enumerate() {
         for (si, ss) in rs.scope_spans.iter_mut().enumerate() {
             let mut i = 0usize;
@@ -63,36 +61,24 @@ pub fn check_request(req: &mut ExportTraceServiceRequest) -> SpanCheck {
                         true
                     }
                     Some(p) => {
-                        out.rejected += 1;
-                        if problems.len() < MAX_PROBLEMS_NAMED {
-                            problems.push(format!(
-                                "resourceSpans[{ri}].scopeSpans[{si}].spans[{idx}]: {p}"
-                            ));
-                        }
+                        rejections.add(
+                            || format!("resourceSpans[{ri}].scopeSpans[{si}].spans[{idx}]"),
+                            &p,
+                        );
                         false
                     }
                 }
             });
         }
-        if out.rejected > 0 {
+        if rejections.count() > 0 {
             rs.scope_spans.retain(|ss| !ss.spans.is_empty());
         }
     }
+    out.rejected = rejections.count();
     if out.rejected > 0 {
         req.resource_spans.retain(|rs| !rs.scope_spans.is_empty());
-        let more = out.rejected as usize - problems.len();
-        out.message = format!(
-            "{} span{} rejected: {}{}",
-            out.rejected,
-            if out.rejected == 1 { "" } else { "s" },
-            problems.join("; "),
-            if more > 0 {
-                format!("; and {more} more")
-            } else {
-                String::new()
-            }
-        );
     }
+    out.message = rejections.message("span");
     out
 }
 
