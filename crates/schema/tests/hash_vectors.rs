@@ -145,7 +145,7 @@ fn float_format_vectors() -> Value {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
         // Half the samples near 1 (exponents -40..40, where the notation switches), half anywhere.
-        let b = if bits.len() % 2 == 0 {
+        let b = if bits.len().is_multiple_of(2) {
             let exp = (1023 - 133 + (z >> 52) % 266) << 52;
             (z & 0x800f_ffff_ffff_ffff) | exp
         } else {
