@@ -1,5 +1,7 @@
 //! Throughput of `assemble` on synthetic schema v2 runs (harness-less: prints spans/s and
-//! events/s). Run: `cargo bench -p traj-assemble --bench assemble_throughput`.
+//! events/s). Run: `cargo bench -p traj-assemble --bench assemble_throughput`; with
+//! `CONTENT_BYTES=N` every LLM span also carries GenAI input/output messages of about N bytes
+//! (what real agents send with content capture on), so their parsing is measured too.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -8,8 +10,34 @@ use common::*;
 use std::time::Instant;
 use traj_assemble::{assemble, MappingRules, SpanRecord};
 
+/// GenAI content of about `bytes` bytes: a system prompt, a user turn, a tool call and its
+/// result in, a text answer out.
+fn with_content(mut sp: opentelemetry_proto::tonic::trace::v1::Span, bytes: usize) -> opentelemetry_proto::tonic::trace::v1::Span {
+    let filler = "lorem ipsum dolor sit amet ".repeat(bytes / 2 / 27 + 1);
+    let input = serde_json::json!([
+        {"role": "system", "parts": [{"type": "text", "content": "You are the worker."}]},
+        {"role": "user", "parts": [{"type": "text", "content": filler}]},
+        {"role": "assistant", "parts": [{"type": "tool_call", "id": "c1", "name": "grep", "arguments": {"q": "x"}}]},
+        {"role": "tool", "parts": [{"type": "tool_call_response", "id": "c1", "response": "found"}]}
+    ]);
+    let output = serde_json::json!([
+        {"role": "assistant", "parts": [{"type": "text", "content": filler}], "finish_reason": "stop"}
+    ]);
+    sp.attributes.push(s("gen_ai.input.messages", &input.to_string()));
+    sp.attributes.push(s("gen_ai.output.messages", &output.to_string()));
+    sp
+}
+
 /// One run of `cycles` planner → worker (2 tool attempts, 1 LLM call) → verifier cycles.
-fn big_run(cycles: u64) -> Vec<SpanRecord> {
+fn big_run(cycles: u64, content: usize) -> Vec<SpanRecord> {
+    let llm = |id, parent, start, end, model| {
+        let sp = llm(id, parent, start, end, model);
+        if content > 0 {
+            with_content(sp, content)
+        } else {
+            sp
+        }
+    };
     let mut spans = vec![rec(run_span(1, 0, cycles * 1000 + 10, "success"))];
     let mut id = 2;
     let mut next = || {
@@ -45,7 +73,11 @@ fn main() {
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(250);
-    let run = big_run(cycles);
+    let content: usize = std::env::var("CONTENT_BYTES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let run = big_run(cycles, content);
     let mut shuffled = run.clone();
     shuffle(&mut shuffled, 42);
     let reps: usize = std::env::var("REPS")
