@@ -12,7 +12,10 @@ use traj_assemble::{assemble, MappingRules, SpanRecord};
 
 /// GenAI content of about `bytes` bytes: a system prompt, a user turn, a tool call and its
 /// result in, a text answer out.
-fn with_content(mut sp: opentelemetry_proto::tonic::trace::v1::Span, bytes: usize) -> opentelemetry_proto::tonic::trace::v1::Span {
+fn with_content(
+    mut sp: opentelemetry_proto::tonic::trace::v1::Span,
+    bytes: usize,
+) -> opentelemetry_proto::tonic::trace::v1::Span {
     let filler = "lorem ipsum dolor sit amet ".repeat(bytes / 2 / 27 + 1);
     let input = serde_json::json!([
         {"role": "system", "parts": [{"type": "text", "content": "You are the worker."}]},
@@ -23,8 +26,10 @@ fn with_content(mut sp: opentelemetry_proto::tonic::trace::v1::Span, bytes: usiz
     let output = serde_json::json!([
         {"role": "assistant", "parts": [{"type": "text", "content": filler}], "finish_reason": "stop"}
     ]);
-    sp.attributes.push(s("gen_ai.input.messages", &input.to_string()));
-    sp.attributes.push(s("gen_ai.output.messages", &output.to_string()));
+    sp.attributes
+        .push(s("gen_ai.input.messages", &input.to_string()));
+    sp.attributes
+        .push(s("gen_ai.output.messages", &output.to_string()));
     sp
 }
 
