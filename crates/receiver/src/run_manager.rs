@@ -330,12 +330,13 @@ impl RunManager {
                     bytes,
                     permit,
                 } => {
-                    self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
                     match kind {
                         RecordKind::Traces => self.on_encoded_batch(seq, &bytes, Instant::now()),
                         RecordKind::Logs => self.on_logs_batch(seq, &bytes, Instant::now()),
                     }
+                    // Its in-flight share is free once the queue no longer counts it.
                     drop(permit);
+                    self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
                 }
                 RunMsg::Tick => {}
                 RunMsg::Stop => break,

@@ -666,7 +666,10 @@ async fn a_logs_batch_larger_than_the_in_flight_cap_is_admitted_alone_and_releas
             vec![log_record(29, 1, 10 + round), log_record(29, 1, 20 + round)],
         )
         .await;
+        // The two records fill the cap until the run manager takes them.
+        wait_until("logs taken", || get(&m, |m| &m.queue_depth) == 0).await;
         post_spans(addr, vec![span(29, 2 + round, 1)]).await;
+        wait_until("spans taken", || get(&m, |m| &m.queue_depth) == 0).await;
     }
     assert_eq!(get(&m, |m| &m.log_records_received), 11);
     assert_eq!(get(&m, |m| &m.requests_refused), 0);
