@@ -231,13 +231,12 @@ fn with_source(mut meta: Value, source: Source) -> Value {
 fn step_rows(
     view: View,
     calls: &[LlmCallRef],
-    cfg: &RowsConfig,
+    convs: &[Conversation],
     meta: Value,
     default_tools: impl Fn() -> Vec<Value>,
     fallback: impl FnOnce() -> Option<(Vec<Msg>, Msg, Vec<Value>)>,
     rows: &mut Vec<Row>,
 ) {
-    let convs = conversations(calls, cfg.llm_rows);
     if convs.is_empty() {
         if let Some((prompt, answer, tools)) = fallback() {
             rows.push(Row {
@@ -250,7 +249,7 @@ fn step_rows(
         }
         return;
     }
-    for c in &convs {
+    for c in convs {
         rows.push(Row {
             view,
             prompt: c.prompt.clone(),
@@ -307,7 +306,7 @@ fn planner_rows(idx: &RunIndex, cfg: &RowsConfig, rows: &mut Vec<Row>) {
         step_rows(
             View::PlannerSft,
             &p.llm_calls,
-            cfg,
+            &conversations(&p.llm_calls, cfg.llm_rows),
             meta,
             Vec::new,
             || {
@@ -385,7 +384,7 @@ fn worker_rows(idx: &RunIndex, cfg: &RowsConfig, rows: &mut Vec<Row>) {
         step_rows(
             View::WorkerSft,
             calls,
-            cfg,
+            &conversations(calls, cfg.llm_rows),
             meta,
             default_tools,
             || {
@@ -443,7 +442,7 @@ fn verifier_rows(idx: &RunIndex, prefs: &PrefConfig, cfg: &RowsConfig, rows: &mu
         step_rows(
             View::VerifierSft,
             calls,
-            cfg,
+            &convs,
             meta,
             Vec::new,
             || Some((payload_prompt.clone(), verdict_msg(&effective), Vec::new())),

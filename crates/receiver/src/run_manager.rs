@@ -168,17 +168,12 @@ impl OpenRun {
     fn log_entries(&self) -> Vec<LogEntry> {
         self.logs
             .iter()
-            .filter_map(|h| match LogRecord::decode(h.encoded.as_slice()) {
-                Ok(record) => Some(LogEntry {
+            .filter_map(|h| {
+                decode_held::<LogRecord>(&h.encoded, "log record").map(|record| LogEntry {
                     record,
                     service_name: Arc::clone(&h.service_name),
                     scope_name: Arc::clone(&h.scope_name),
-                }),
-                Err(e) => {
-                    // Unreachable in practice: the bytes were encoded by `add_log`.
-                    tracing::error!(error = %e, "held log record does not decode; skipped");
-                    None
-                }
+                })
             })
             .collect()
     }
@@ -220,16 +215,11 @@ impl OpenRun {
     fn records(&self) -> Vec<SpanRecord> {
         self.spans
             .iter()
-            .filter_map(|h| match Span::decode(h.encoded.as_slice()) {
-                Ok(span) => Some(SpanRecord {
+            .filter_map(|h| {
+                decode_held::<Span>(&h.encoded, "span").map(|span| SpanRecord {
                     span,
                     service_name: Arc::clone(&h.service_name),
-                }),
-                Err(e) => {
-                    // Unreachable in practice: the bytes were encoded by `add`.
-                    tracing::error!(error = %e, "held span does not decode; skipped");
-                    None
-                }
+                })
             })
             .collect()
     }
@@ -739,4 +729,12 @@ fn run_on_disk(runs_dir: &Path, trace: &TraceId) -> Option<DiskLineage> {
 pub fn tick_interval(cfg: &RunManagerConfig) -> Duration {
     (cfg.grace_period.min(cfg.idle_timeout) / 10)
         .clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// Decodes a held span or log record (bytes already checked when they were received); a failure
+/// is unreachable in practice, and is logged and skipped rather than fatal.
+fn decode_held<M: Message + Default>(encoded: &[u8], what: &str) -> Option<M> {
+    M::decode(encoded)
+        .map_err(|e| tracing::error!(error = %e, "held {what} does not decode; skipped"))
+        .ok()
 }
