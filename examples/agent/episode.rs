@@ -21,6 +21,8 @@ use traj_schema::session::{ModelSpec, RuntimeConfig};
 pub struct AgentConfig {
     pub tasks: u64,
     pub seed: u64,
+    /// How `seed` was chosen (recorded on every run as `traj.seed_kind`).
+    pub seed_kind: traj_schema::SeedKind,
     pub concurrency: usize,
     /// Scales every injected failure (0 = none, 1 = the maximum rates).
     pub failure_rate: f64,
@@ -36,6 +38,7 @@ impl Default for AgentConfig {
         AgentConfig {
             tasks: 20,
             seed: 1,
+            seed_kind: traj_schema::SeedKind::Fixed,
             concurrency: 2,
             failure_rate: 0.5,
             max_steps: 8,
@@ -152,6 +155,7 @@ pub fn run_info(cfg: &AgentConfig, task: &Task, seed: u64) -> RunInfo {
         goal_family: task.family.to_string(),
         task_id: Some(task.id.clone()),
         seed,
+        seed_kind: Some(cfg.seed_kind),
         model_stack,
         runtime_config: RuntimeConfig {
             max_steps: cfg.max_steps,

@@ -81,11 +81,13 @@ fn run() -> anyhow::Result<ExitCode> {
         "--failure-rate must be within 0..1, got {}",
         args.failure_rate
     );
-    let seed = match args.seed.as_str() {
-        "random" => random_seed(),
-        s => s
-            .parse::<u64>()
-            .with_context(|| format!("--seed must be a number or `random`, got {s:?}"))?,
+    let (seed, seed_kind) = match args.seed.as_str() {
+        "random" => (random_seed(), traj_schema::SeedKind::Random),
+        s => (
+            s.parse::<u64>()
+                .with_context(|| format!("--seed must be a number or `random`, got {s:?}"))?,
+            traj_schema::SeedKind::Fixed,
+        ),
     };
     let telemetry = traj_instrument::init(ExportConfig {
         endpoint: args.endpoint.clone(),
@@ -108,6 +110,7 @@ fn run() -> anyhow::Result<ExitCode> {
         let cfg = AgentConfig {
             tasks: args.tasks,
             seed: seed.wrapping_add(u64::from(b)),
+            seed_kind,
             concurrency: args.concurrency,
             failure_rate: args.failure_rate,
             max_steps: args.max_steps,

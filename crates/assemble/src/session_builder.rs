@@ -67,6 +67,7 @@ pub(crate) fn build_session(f: RunFacts, w: &mut Warnings) -> Session {
         goal_family: String::new(),
         task_id: None,
         seed: None,
+        seed_kind: None,
         started_at: time_fmt::rfc3339_from_unix_nanos(start),
         finished_at: time_fmt::rfc3339_from_unix_nanos(end),
         duration_ms: (end - start) as f64 / 1e6,
@@ -122,6 +123,19 @@ pub(crate) fn build_session(f: RunFacts, w: &mut Warnings) -> Session {
             .to_owned();
         s.task_id = attr_str(a, keys::TASK_ID).map(str::to_owned);
         s.seed = attr_u64(a, keys::SEED);
+        s.seed_kind = match attr_str(a, keys::SEED_KIND) {
+            Some(k) => {
+                let kind = traj_schema::session::SeedKind::parse(k);
+                if kind.is_none() {
+                    w.push(format!(
+                        "{}: unknown value {k:?} (fixed | random)",
+                        keys::SEED_KIND
+                    ));
+                }
+                kind
+            }
+            None => None,
+        };
         s.config_hash = hash_attr(root, keys::CONFIG_HASH, &hex, w);
         s.prompt_hash = hash_attr(root, keys::PROMPT_HASH, &hex, w);
         s.toolset_hash = hash_attr(root, keys::TOOLSET_HASH, &hex, w);

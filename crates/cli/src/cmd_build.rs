@@ -5,7 +5,7 @@ use anyhow::Context;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use traj_datasets::{BuildConfig, BuildInputs, Format, Labels};
+use traj_datasets::{BuildConfig, BuildInputs, Format, Labels, Severity};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -109,8 +109,31 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let leaks = rep.leakage.shared_goal_families
         + rep.leakage.shared_near_duplicate_clusters
         + rep.leakage.shared_goals;
+    if summary.runs_cut > 0 {
+        println!(
+            "  {} runs left out to keep near-duplicate goals in one split (report.md: Split units)",
+            summary.runs_cut
+        );
+    }
+    for c in rep
+        .checks
+        .iter()
+        .filter(|c| c.severity == Severity::Warning)
+    {
+        eprintln!("traj: warning: {}: {}", c.name, c.message);
+    }
+    for c in &summary.failed_checks {
+        eprintln!("traj: error: {}: {}", c.name, c.message);
+    }
     if leaks > 0 {
         eprintln!("traj: error: split leakage found, see report.json");
+        return Ok(ExitCode::from(1));
+    }
+    if !summary.failed_checks.is_empty() {
+        eprintln!(
+            "traj: error: {} check(s) failed; the datasets are written, but a split is empty or thin (set `split.allow_thin_splits = true` in the build config to accept it)",
+            summary.failed_checks.len()
+        );
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
@@ -161,7 +184,11 @@ mod tests {
         let runs = t.0.join("runs");
         traj_datasets::generate_corpus(&runs, 30, 4).unwrap();
         let cfg = t.0.join("build.toml");
-        std::fs::write(&cfg, "[split]\ntrain = 0.6\nvalidation = 0.2\ntest = 0.2\n").unwrap();
+        std::fs::write(
+            &cfg,
+            "[split]\ntrain = 0.6\nvalidation = 0.2\ntest = 0.2\nallow_thin_splits = true\n",
+        )
+        .unwrap();
         let mut a = args(runs, t.0.join("out"));
         a.config = Some(cfg);
         let code = run(a).unwrap();
@@ -169,8 +196,32 @@ mod tests {
         let m: serde_json::Value =
             serde_json::from_slice(&std::fs::read(t.0.join("out/manifest.json")).unwrap()).unwrap();
         assert_eq!(m["config"]["split"]["train"], 0.6);
+        assert_eq!(m["config"]["split"]["allow_thin_splits"], true);
         assert_eq!(m["seed"], 3);
         assert!(t.0.join("out/test/verifier_pref_pairs.jsonl").is_file());
+    }
+
+    #[test]
+    fn thin_splits_fail_the_build_but_everything_is_written() {
+        let t = TempDir::new("thin");
+        let runs = t.0.join("runs");
+        traj_datasets::generate_corpus(&runs, 3, 4).unwrap();
+        let code = run(args(runs, t.0.join("out"))).unwrap();
+        assert_eq!(code, ExitCode::from(1));
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(t.0.join("out/report.json")).unwrap()).unwrap();
+        let errors: Vec<&serde_json::Value> = r["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["severity"] == "error")
+            .collect();
+        assert!(!errors.is_empty(), "{}", r["checks"]);
+        assert!(errors
+            .iter()
+            .all(|c| c["name"] == "split_empty" || c["name"] == "split_thin"));
+        assert!(t.0.join("out/manifest.json").is_file());
+        assert!(t.0.join("out/README.md").is_file());
     }
 
     #[test]

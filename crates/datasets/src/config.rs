@@ -8,12 +8,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct BuildConfig {
-    pub split: SplitRatios,
+    pub split: SplitConfig,
     pub near_dup: NearDupConfig,
     pub dedup: DedupConfig,
     pub quality: QualityConfig,
     pub prefs: PrefConfig,
     pub rows: RowsConfig,
+    pub balance: BalanceConfig,
 }
 
 /// How rows are made from the recorded LLM conversations.
@@ -36,21 +37,86 @@ impl Default for RowsConfig {
     }
 }
 
-/// Target shares of runs per split; they need not sum to 1 (they are normalized).
+/// How runs are split: target shares (they need not sum to 1; they are normalized), how far
+/// near-duplicate goals may join goal families, and what a split must hold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct SplitRatios {
+pub struct SplitConfig {
     pub train: f64,
     pub validation: f64,
     pub test: f64,
+    /// Largest share of the kept runs one split unit (goal families joined by near-duplicate
+    /// goals) may reach. A near-duplicate link that would make a unit larger is cut instead:
+    /// the cluster's runs outside the unit holding most of them are left out (and reported).
+    /// The default, about a third, leaves at least three units wherever joins are the cause.
+    pub max_unit_share: f64,
+    /// Keep each split's outcome and verdict mix close to the corpus's when assigning units
+    /// (stratified grouped assignment); off: sizes only.
+    pub stratify: bool,
+    /// A split with a target share above 0 must hold at least this many rows of every view that
+    /// has rows at all; fewer fails the build (`split_thin`), unless `allow_thin_splits`.
+    pub min_rows_per_view: u64,
+    /// Report empty or thin splits as warnings instead of failing the build.
+    pub allow_thin_splits: bool,
 }
 
-impl Default for SplitRatios {
+impl Default for SplitConfig {
     fn default() -> Self {
         Self {
             train: 0.8,
             validation: 0.1,
             test: 0.1,
+            max_unit_share: 0.34,
+            stratify: true,
+            min_rows_per_view: 1,
+            allow_thin_splits: false,
+        }
+    }
+}
+
+impl SplitConfig {
+    /// The target shares in split order, normalized to sum to 1.
+    pub fn targets(&self) -> [f64; 3] {
+        let raw = [self.train, self.validation, self.test];
+        let sum: f64 = raw.iter().sum();
+        raw.map(|r| if sum > 0.0 { r / sum } else { 0.0 })
+    }
+}
+
+/// Class-balance checks on every view and split, and opt-in rebalancing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BalanceConfig {
+    /// Warn (`majority_share`) when one class holds more than this share of a view's rows in a split.
+    pub max_majority_share: f64,
+    /// Warn (`min_class_count`) when a class seen in the view has fewer rows than this in a split.
+    pub min_class_count: u64,
+    /// `none`, `downsample` (the majority class is cut to `max_majority_share`, rows chosen by
+    /// seed) or `weight` (every row gets `metadata.balance.sample_weight`, classes weighted equally).
+    pub rebalance: Rebalance,
+    /// Views to rebalance (empty: every view with classes).
+    pub views: Vec<String>,
+    /// Splits to rebalance (default: train only; evaluation splits keep the real mix).
+    pub splits: Vec<String>,
+}
+
+/// Opt-in rebalancing of the class mix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rebalance {
+    None,
+    Downsample,
+    Weight,
+}
+
+impl Default for BalanceConfig {
+    fn default() -> Self {
+        Self {
+            max_majority_share: 0.9,
+            min_class_count: 1,
+            rebalance: Rebalance::None,
+            views: Vec::new(),
+            splits: vec!["train".into()],
         }
     }
 }
@@ -130,6 +196,29 @@ impl BuildConfig {
         }
         if r.train + r.validation + r.test <= 0.0 {
             return Err("split ratios must not all be 0".into());
+        }
+        if !(r.max_unit_share > 0.0 && r.max_unit_share <= 1.0) {
+            return Err(format!(
+                "split.max_unit_share must be in (0, 1], got {}",
+                r.max_unit_share
+            ));
+        }
+        let b = &self.balance;
+        if !(b.max_majority_share > 0.0 && b.max_majority_share <= 1.0) {
+            return Err(format!(
+                "balance.max_majority_share must be in (0, 1], got {}",
+                b.max_majority_share
+            ));
+        }
+        for v in &b.views {
+            if crate::rows::View::parse(v).is_none() {
+                return Err(format!("balance.views: unknown view {v:?}"));
+            }
+        }
+        for sp in &b.splits {
+            if crate::split::Split::parse(sp).is_none() {
+                return Err(format!("balance.splits: unknown split {sp:?}"));
+            }
         }
         let n = &self.near_dup;
         if n.bands == 0 || n.rows == 0 || n.shingle_words == 0 {

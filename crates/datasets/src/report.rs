@@ -1,7 +1,12 @@
-//! `report.json` / `report.md`: what the build kept and dropped, and why — leakage between
-//! splits (must be zero), dedup, class balance per split, quarantine, quality, labels, PII counts.
+//! `report.json`: what the build kept and dropped, and why — leakage between splits (must be
+//! zero), split units and cuts, dedup, class balance and the named checks, quarantine, quality,
+//! labels, PII counts, role metrics and collection coverage. `report.md` is its readable form.
 
-use crate::build::{BuildInputs, Quarantined};
+pub use crate::report_markdown::markdown;
+
+use crate::balance::{class_of, BalanceReport};
+use crate::build::{BuildInputs, CutRun, FamilyJoin, Quarantined, RefusedJoin};
+use crate::checks::{Check, Severity};
 use crate::quality::Drift;
 use crate::rows::{Completion, Row, View};
 use crate::runview::RunIndex;
@@ -9,15 +14,41 @@ use crate::split::Split;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use traj_schema::{Outcome, ToolStatus};
+
+/// Cut runs listed in the report (the count is always complete).
+const MAX_LISTED_CUTS: usize = 1_000;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunCounts {
     pub found: u64,
     pub quarantined: u64,
     pub deduplicated: u64,
+    /// Left out so that near-duplicate goals stay in one split (see `split_units.cut_runs`).
+    pub cut_near_duplicates: u64,
     pub kept: u64,
+}
+
+/// One split unit: goal families that go to one split together.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UnitReport {
+    pub families: Vec<String>,
+    pub runs: u64,
+    pub split: String,
+}
+
+/// How the goal families became split units (see `build::units`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SplitUnits {
+    pub max_unit_share: f64,
+    pub max_unit_runs: u64,
+    pub units: Vec<UnitReport>,
+    /// Families joined because their goals are near-duplicates of each other.
+    pub joins: Vec<FamilyJoin>,
+    /// Links not made: the unit would have passed `max_unit_runs`.
+    pub refused_joins: Vec<RefusedJoin>,
+    /// Runs left out instead (at most 1 000 listed; `runs.cut_near_duplicates` counts all).
+    pub cut_runs: Vec<CutRun>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -66,6 +97,10 @@ pub struct SplitStats {
     /// verifier_sft rows by ex-post correctness (`true`, `false`, `unknown`).
     pub verdict_correctness: BTreeMap<String, u64>,
     pub human_labelled_rows: u64,
+    /// Total variation distance between this split's outcome mix and the corpus's (0 = same).
+    pub outcome_distance: f64,
+    /// The same for the verdict mix.
+    pub verdict_distance: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -95,6 +130,10 @@ pub struct Report {
     pub rows: BTreeMap<String, BTreeMap<String, u64>>,
     pub split_targets: BTreeMap<String, f64>,
     pub leakage: Leakage,
+    pub split_units: SplitUnits,
+    /// Named checks that failed (errors fail the build, see docs/datasets.md).
+    pub checks: Vec<Check>,
+    pub balance: BalanceReport,
     pub dedup: Dedup,
     pub splits: BTreeMap<String, SplitStats>,
     pub quarantine: Vec<Quarantined>,
@@ -111,6 +150,8 @@ pub struct Report {
     /// Set when rows fell back to payloads because LLM calls recorded no content: how to turn
     /// content capture on.
     pub content_capture: Option<String>,
+    /// Runs per configuration × goal family × seed kind of the kept runs.
+    pub coverage: Option<traj_metrics::Coverage>,
     /// Per-run input hashes (written to the manifest, not the report).
     #[serde(skip)]
     pub inputs: Vec<InputHashes>,
@@ -167,6 +208,11 @@ impl Report {
                 ..Default::default()
             },
             splits,
+            balance: BalanceReport::new(),
+            split_units: SplitUnits {
+                max_unit_share: inputs.config.split.max_unit_share,
+                ..Default::default()
+            },
             pii: Pii {
                 policy: inputs.redactor.name(),
                 version: inputs.redactor.version(),
@@ -208,8 +254,6 @@ impl Report {
         runs: &[(&str, &str, &str)],
         clusters: &[usize],
         split_of_run: &[Split],
-        _families: &[String],
-        _unit_of_family: &[usize],
     ) {
         // Per-key sets of splits as bit sets, and per cluster (size, first family, more than one
         // family): one entry per run at most, so these stay small at 100 000 runs.
@@ -281,6 +325,36 @@ impl Report {
         }
     }
 
+    /// The split units, their joins and cuts.
+    pub(crate) fn record_units(&mut self, plan: &crate::build::UnitPlan, unit_split: &[Split]) {
+        let u = &mut self.split_units;
+        u.max_unit_runs = plan.max_unit_runs;
+        u.units = plan
+            .units
+            .iter()
+            .zip(&plan.unit_families)
+            .zip(unit_split)
+            .map(|((p, f), s)| UnitReport {
+                families: f.clone(),
+                runs: p.runs,
+                split: s.as_str().to_owned(),
+            })
+            .collect();
+        u.joins = plan.joins.clone();
+        u.refused_joins = plan.refused.clone();
+        u.cut_runs = plan.cuts.iter().take(MAX_LISTED_CUTS).cloned().collect();
+        self.runs.cut_near_duplicates = plan.cuts.len() as u64;
+    }
+
+    /// The failed checks of severity `error`.
+    pub fn failed_checks(&self) -> Vec<Check> {
+        self.checks
+            .iter()
+            .filter(|c| c.severity == Severity::Error)
+            .cloned()
+            .collect()
+    }
+
     /// Class balance of one converted run.
     pub fn record_run(&mut self, split: Split, idx: &RunIndex) {
         self.runs.kept += 1;
@@ -325,6 +399,8 @@ impl Report {
         if let Some(m) = self.rows.get_mut(split.as_str()) {
             *m.entry(row.view.as_str().to_string()).or_insert(0) += 1;
         }
+        self.balance
+            .count(row.view, split, class_of(row.view, &row.metadata));
         let st = self.splits.entry(split.as_str().to_string()).or_default();
         let labels = &row.metadata["labels"];
         if row.metadata["human_label"] == Value::Bool(true) {
@@ -361,163 +437,55 @@ impl Report {
         }
         self.runs.quarantined = self.quarantine.len() as u64;
         self.runs.deduplicated = self.dedup.removed;
+        self.split_distances();
+    }
+
+    /// Each split's distance from the corpus's outcome and verdict mix.
+    fn split_distances(&mut self) {
+        fn total(maps: &[&BTreeMap<String, u64>]) -> BTreeMap<String, u64> {
+            let mut t = BTreeMap::new();
+            for m in maps {
+                for (k, v) in *m {
+                    *t.entry(k.clone()).or_insert(0) += v;
+                }
+            }
+            t
+        }
+        let outcomes = total(
+            &self
+                .splits
+                .values()
+                .map(|s| &s.outcomes)
+                .collect::<Vec<_>>(),
+        );
+        let verdicts = total(
+            &self
+                .splits
+                .values()
+                .map(|s| &s.verdicts)
+                .collect::<Vec<_>>(),
+        );
+        for st in self.splits.values_mut() {
+            st.outcome_distance = tv_distance(&st.outcomes, &outcomes);
+            st.verdict_distance = tv_distance(&st.verdicts, &verdicts);
+        }
     }
 }
 
-/// The human-readable report.
-pub fn markdown(r: &Report) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "# Dataset build report\n");
-    let _ = writeln!(
-        s,
-        "Schema v{}, seed {}, format `{}`, build config `{}`, redaction `{}` {}.\n",
-        r.schema_version, r.seed, r.format, r.config_hash, r.pii.policy, r.pii.version
-    );
-    let _ = writeln!(
-        s,
-        "Runs: {} found, {} quarantined, {} removed as duplicates, {} kept.\n",
-        r.runs.found, r.runs.quarantined, r.runs.deduplicated, r.runs.kept
-    );
-    let _ = writeln!(
-        s,
-        "## Rows\n\n| split | {} |",
-        View::ALL.map(|v| v.as_str()).join(" | ")
-    );
-    let _ = writeln!(s, "|---|{}", "---|".repeat(View::ALL.len()));
-    for sp in Split::ALL {
-        let m = r.rows.get(sp.as_str());
-        let cells: Vec<String> = View::ALL
-            .iter()
-            .map(|v| {
-                m.and_then(|m| m.get(v.as_str()))
-                    .copied()
-                    .unwrap_or(0)
-                    .to_string()
-            })
-            .collect();
-        let _ = writeln!(s, "| {} | {} |", sp.as_str(), cells.join(" | "));
+/// Total variation distance between two count distributions (0 when either is empty).
+pub fn tv_distance(a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>) -> f64 {
+    let (na, nb) = (a.values().sum::<u64>(), b.values().sum::<u64>());
+    if na == 0 || nb == 0 {
+        return 0.0;
     }
-    let _ = writeln!(s, "\n### Where the rows came from\n\n| view | from the model's conversation | from payloads |\n|---|---|---|");
-    for v in View::ALL {
-        let Some(m) = r.row_sources.get(v.as_str()) else {
-            continue;
-        };
-        let payload: Vec<String> = m
-            .iter()
-            .filter(|(k, _)| k.starts_with("payload:"))
-            .map(|(k, n)| format!("{n} ({})", &k["payload:".len()..]))
-            .collect();
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} |",
-            v.as_str(),
-            m.get("llm").copied().unwrap_or(0),
-            if payload.is_empty() {
-                "0".to_owned()
-            } else {
-                payload.join(", ")
-            }
-        );
-    }
-    if let Some(c) = &r.content_capture {
-        let _ = writeln!(s, "\n**Content capture was off for some LLM calls.** {c}");
-    }
-    let l = &r.leakage;
-    let verdict = if l.shared_goal_families + l.shared_near_duplicate_clusters + l.shared_goals == 0
-    {
-        "none"
-    } else {
-        "LEAKAGE FOUND"
-    };
-    let _ = writeln!(
-        s,
-        "\n## Leakage: {verdict}\n\nShared goal families: {}, shared near-duplicate clusters: {}, shared goals: {}.\n",
-        l.shared_goal_families, l.shared_near_duplicate_clusters, l.shared_goals
-    );
-    let _ = writeln!(s, "## Splits\n\n| split | runs | families | outcomes | verdicts | tool errors | recovery cases | pref pairs |\n|---|---|---|---|---|---|---|---|");
-    let fmt_map = |m: &BTreeMap<String, u64>| {
-        m.iter()
-            .map(|(k, v)| format!("{k}: {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    for sp in Split::ALL {
-        if let Some(st) = r.splits.get(sp.as_str()) {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
-                sp.as_str(),
-                st.runs,
-                st.goal_families.len(),
-                fmt_map(&st.outcomes),
-                fmt_map(&st.verdicts),
-                fmt_map(&st.tool_error_classes),
-                st.recovery_cases,
-                fmt_map(&st.pref_pairs_by_rule)
-            );
-        }
-    }
-    let _ = writeln!(
-        s,
-        "\n## Dedup\n\nKey {}: {} runs removed. Near-duplicate goal clusters: {} ({} runs, {} spanning several families).\n",
-        r.dedup.key,
-        r.dedup.removed,
-        r.dedup.near_duplicate_clusters,
-        r.dedup.runs_in_near_duplicate_clusters,
-        r.dedup.cross_family_clusters
-    );
-    let _ = writeln!(s, "## Quarantine ({})\n", r.quarantine.len());
-    for q in &r.quarantine {
-        let at = q.line.map(|l| format!(":{l}")).unwrap_or_default();
-        let _ = writeln!(
-            s,
-            "- `{}{}`: {} (evidence in `{}`)",
-            q.file, at, q.reason, q.copied_to
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\n## Quality\n\n{} warnings, {} runs with broken lineage, {} drifting fields.\n",
-        r.quality.warnings.len(),
-        r.quality.broken_lineage_runs,
-        r.quality.schema_drift.len()
-    );
-    for d in &r.quality.schema_drift {
-        let by: Vec<String> = d
-            .by_config
-            .iter()
-            .map(|(c, k)| format!("{c}: {}", k.join("/")))
-            .collect();
-        let _ = writeln!(s, "- `{}`: {}", d.field, by.join("; "));
-    }
-    let _ = writeln!(
-        s,
-        "\n## Human labels\n\n{} loaded, {} applied, {} matched nothing.\n",
-        r.labels_loaded,
-        r.labels_applied,
-        r.labels_unmatched.len()
-    );
-    if let Some(m) = &r.role_metrics {
-        let _ = writeln!(s, "## Role metrics (traj-metrics)\n");
-        for g in m["by_split"].as_array().into_iter().flatten() {
-            let _ = writeln!(
-                s,
-                "- {}: {} runs, success rate {}",
-                g["key"].as_str().unwrap_or("?"),
-                g["runs"],
-                traj_schema::hashing::canonical_json(&g["success_rate"])
-            );
-        }
-        let _ = writeln!(s, "\nFull figures: `report.json:role_metrics`.\n");
-    }
-    let _ = writeln!(
-        s,
-        "## PII (second pass)\n\n{}\n",
-        if r.pii.counts.is_empty() {
-            "nothing found".to_string()
-        } else {
-            fmt_map(&r.pii.counts)
-        }
-    );
-    s
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let d: f64 = keys
+        .iter()
+        .map(|k| {
+            let pa = a.get(*k).copied().unwrap_or(0) as f64 / na as f64;
+            let pb = b.get(*k).copied().unwrap_or(0) as f64 / nb as f64;
+            (pa - pb).abs()
+        })
+        .sum();
+    (d / 2.0 * 1e6).round() / 1e6
 }

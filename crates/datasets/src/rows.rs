@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-/// The five dataset views (one JSONL file each per split).
+/// The dataset views (one JSONL file each per split).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum View {
@@ -13,15 +13,24 @@ pub enum View {
     VerifierSft,
     VerifierPrefPairs,
     WorkerRecoveryCases,
+    /// Unpaired preference (KTO): verifier answers labelled by ex-post correctness.
+    VerifierKto,
+    /// Unpaired preference (KTO): worker actions labelled by their tool outcome.
+    WorkerKto,
+    /// Stepwise supervision (process reward models): a plan's worker steps, one label each.
+    WorkerPrm,
 }
 
 impl View {
-    pub const ALL: [View; 5] = [
+    pub const ALL: [View; 8] = [
         View::PlannerSft,
         View::WorkerSft,
         View::VerifierSft,
         View::VerifierPrefPairs,
         View::WorkerRecoveryCases,
+        View::VerifierKto,
+        View::WorkerKto,
+        View::WorkerPrm,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -31,6 +40,21 @@ impl View {
             View::VerifierSft => "verifier_sft",
             View::VerifierPrefPairs => "verifier_pref_pairs",
             View::WorkerRecoveryCases => "worker_recovery_cases",
+            View::VerifierKto => "verifier_kto",
+            View::WorkerKto => "worker_kto",
+            View::WorkerPrm => "worker_prm",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<View> {
+        View::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// The views a format writes: OpenAI fine-tuning has no unpaired or stepwise form.
+    pub fn for_format(format: Format) -> &'static [View] {
+        match format {
+            Format::Trl => &View::ALL,
+            Format::Openai => &View::ALL[..5],
         }
     }
 }
@@ -176,6 +200,13 @@ pub enum Completion {
     Sft(Msg),
     /// A preference pair on the same prompt.
     Pref { chosen: Msg, rejected: Msg },
+    /// One answer with a desirable / undesirable label (KTO).
+    Unpaired { answer: Msg, label: bool },
+    /// Steps of a process with one label each; the prompt is its first message's text.
+    Stepwise {
+        steps: Vec<String>,
+        labels: Vec<bool>,
+    },
 }
 
 /// One row of one view, before rendering.
@@ -212,8 +243,21 @@ impl Row {
             }
         }
         let answers: Vec<&Msg> = match &self.completion {
-            Completion::Sft(a) => vec![a],
+            Completion::Sft(a) | Completion::Unpaired { answer: a, .. } => vec![a],
             Completion::Pref { chosen, rejected } => vec![chosen, rejected],
+            Completion::Stepwise { steps, labels } => {
+                if steps.is_empty() || steps.len() != labels.len() {
+                    return Err(format!(
+                        "stepwise row with {} steps and {} labels",
+                        steps.len(),
+                        labels.len()
+                    ));
+                }
+                if let Some(i) = steps.iter().position(|s| s.is_empty()) {
+                    return Err(format!("step {i} is empty"));
+                }
+                vec![]
+            }
         };
         for a in answers {
             if a.role != "assistant" {
@@ -263,6 +307,35 @@ impl Row {
                 }),
                 None,
             ),
+            (Format::Trl, Completion::Unpaired { answer, label }) => (
+                json!({
+                    "prompt": msgs(&self.prompt),
+                    "completion": msgs(std::slice::from_ref(answer)),
+                    "label": label,
+                    "tools": tools,
+                    "metadata": self.metadata,
+                }),
+                None,
+            ),
+            // TRL's stepwise supervision is in the standard (text) form.
+            (_, Completion::Stepwise { steps, labels }) => (
+                json!({
+                    "prompt": self.prompt.first().map(|m| m.content.as_str()).unwrap_or(""),
+                    "completions": steps,
+                    "labels": labels,
+                    "metadata": self.metadata,
+                }),
+                None,
+            ),
+            // Not written in OpenAI format (see `View::for_format`); rendered as an SFT row.
+            (Format::Openai, Completion::Unpaired { answer, .. }) => {
+                let mut all = self.prompt.clone();
+                all.push(answer.clone());
+                (
+                    json!({"messages": msgs(&all), "tools": tools}),
+                    Some(self.metadata.clone()),
+                )
+            }
             (Format::Openai, Completion::Sft(a)) => {
                 let mut all = self.prompt.clone();
                 all.push(a.clone());

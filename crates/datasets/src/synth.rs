@@ -88,6 +88,7 @@ impl RunBuilder {
             goal_family: goal_family.into(),
             task_id: None,
             seed: Some(key),
+            seed_kind: None,
             started_at: time_fmt::rfc3339_from_unix_nanos(start),
             finished_at: String::new(),
             duration_ms: 0.0,
@@ -657,6 +658,12 @@ fn build_scenario(
     {
         let s = b.session_mut();
         s.task_id = Some(format!("{}-{}", fam.name, key % 1000));
+        // A third of the corpus as if collected with random seeds (the seed plan asks for both).
+        s.seed_kind = Some(if key.is_multiple_of(3) {
+            traj_schema::SeedKind::Random
+        } else {
+            traj_schema::SeedKind::Fixed
+        });
         s.runtime_config
             .extra
             .insert("tools".into(), tool_schemas(fam));

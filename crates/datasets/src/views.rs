@@ -32,7 +32,7 @@ fn json_text<T: Serialize>(v: &T) -> String {
 }
 
 /// Lineage metadata common to every row of a run.
-fn metadata(
+pub(crate) fn metadata(
     idx: &RunIndex,
     role: Role,
     step: u32,
@@ -424,6 +424,7 @@ fn verifier_rows(idx: &RunIndex, prefs: &PrefConfig, cfg: &RowsConfig, rows: &mu
             "ex_post_correct": correct,
             "rule": rule,
             "recorded_verdict": out.verdict.as_str(),
+            "verdict": verdict.as_str(),
             "final_outcome": idx.outcome.as_str(),
         });
         // A human correction replaces what the model said: its rows come from the payloads.

@@ -27,6 +27,8 @@ pub struct RunInfo {
     pub task_id: Option<String>,
     /// The seed actually used (record the drawn value when it was chosen at random).
     pub seed: u64,
+    /// Whether `seed` was given or drawn at random (`traj.seed_kind`; unrecorded when `None`).
+    pub seed_kind: Option<traj_schema::session::SeedKind>,
     /// Role (`planner`, `worker`, `verifier`) → model and parameters.
     pub model_stack: BTreeMap<String, ModelSpec>,
     pub runtime_config: RuntimeConfig,
@@ -94,6 +96,7 @@ impl RunSpan {
             traj.goal_family = info.goal_family.as_str(),
             traj.task_id = Empty,
             traj.seed = Empty,
+            traj.seed_kind = Empty,
             traj.config_hash = hashes.config_hash.as_str(),
             traj.prompt_hash = hashes.prompt_hash.as_str(),
             traj.toolset_hash = hashes.toolset_hash.as_str(),
@@ -113,6 +116,9 @@ impl RunSpan {
             span.record("traj.task_id", task_id.as_str());
         }
         record_int(&span, "traj.seed", info.seed);
+        if let Some(kind) = info.seed_kind {
+            span.record("traj.seed_kind", kind.as_str());
+        }
         let trace_id = span.context().span().span_context().trace_id();
         let run_id: Arc<str> = format!("{trace_id}").into();
         span.record("gen_ai.conversation.id", &*run_id);

@@ -43,6 +43,7 @@ fn info(model: &str) -> RunInfo {
         goal_family: "file_ops".into(),
         task_id: Some("file_ops/0".into()),
         seed: 42,
+        seed_kind: Some(traj_schema::SeedKind::Fixed),
         model_stack,
         runtime_config: RuntimeConfig {
             max_steps: 4,
@@ -177,6 +178,7 @@ fn names_types_and_tree_follow_the_conventions() {
     let run_id = format!("{}", root.span_context.trace_id());
     assert_eq!(attr_str(root, keys::GEN_AI_CONVERSATION_ID), run_id);
     assert_eq!(attr(root, keys::SEED), Some(&OtelValue::I64(42)));
+    assert_eq!(attr_str(root, keys::SEED_KIND), "fixed");
     assert_eq!(attr(root, keys::SPANS_DROPPED), Some(&OtelValue::I64(0)));
     assert_eq!(attr_str(root, keys::OUTCOME), "success");
     assert_eq!(attr_str(root, keys::SCHEMA_VERSION), "2");

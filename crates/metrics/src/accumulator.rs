@@ -23,6 +23,8 @@ pub struct MetricsOptions {
     pub known_tools: Option<BTreeSet<String>>,
     /// Rows kept in the run table (the rest are counted in `run_table_omitted`).
     pub max_run_rows: usize,
+    /// A coverage cell with fewer runs than this (but at least one) is reported thin.
+    pub coverage_thin_below: u64,
 }
 
 impl Default for MetricsOptions {
@@ -31,6 +33,7 @@ impl Default for MetricsOptions {
             baseline: None,
             known_tools: None,
             max_run_rows: 5000,
+            coverage_thin_below: 3,
         }
     }
 }
@@ -107,6 +110,7 @@ pub struct MetricsAccumulator {
     rows: Vec<RunRow>,
     rows_omitted: u64,
     skipped: Vec<SkippedRun>,
+    coverage: crate::coverage::CoverageAcc,
 }
 
 impl MetricsAccumulator {
@@ -125,6 +129,7 @@ impl MetricsAccumulator {
             self.add_skipped(&session.run_id, "duplicate run id: already counted");
             return;
         }
+        self.coverage.add(session);
         let f = extract(session, events, split, self.opts.known_tools.as_ref());
         self.overall.add(&f);
         let config = self.by_config.entry(f.config_hash.clone()).or_default();
@@ -211,6 +216,7 @@ impl MetricsAccumulator {
             comparisons,
             run_table: rows,
             run_table_omitted: self.rows_omitted,
+            coverage: self.coverage.finish(self.opts.coverage_thin_below),
             warnings,
         }
     }

@@ -36,6 +36,7 @@ const VERDICT_COLORS: [&str; 3] = ["#3b6fd8", "#e8a33a", "#2a9d6f"];
 
 const CSS: &str = r#"
 *{box-sizing:border-box}
+td.cov-empty{background:#fde2e2;color:#9b1c1c}td.cov-thin{background:#fff4d6;color:#8a5a00}
 body{margin:0;font:14px/1.45 -apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:#1f2633;background:#f3f5f9}
 header{background:linear-gradient(120deg,#17203a,#25386b);color:#fff;padding:26px 40px 22px}
 header h1{margin:0 0 4px;font-size:24px;font-weight:650;letter-spacing:.2px}
@@ -271,7 +272,7 @@ pub fn render_dashboard(report: &MetricsReport, opts: &DashboardOptions) -> Stri
         esc(&report.metrics_version)
     );
     out.push_str(
-        r##"<nav><a href="#overview">Overview</a><a href="#comparison">Comparison</a><a href="#planner">Planner</a><a href="#worker">Worker</a><a href="#verifier">Verifier</a><a href="#groups">Groups</a><a href="#runs">Runs</a></nav><main>"##,
+        r##"<nav><a href="#overview">Overview</a><a href="#comparison">Comparison</a><a href="#planner">Planner</a><a href="#worker">Worker</a><a href="#verifier">Verifier</a><a href="#groups">Groups</a><a href="#coverage">Coverage</a><a href="#runs">Runs</a></nav><main>"##,
     );
 
     if !report.warnings.is_empty() || !report.skipped_runs.is_empty() {
@@ -304,6 +305,7 @@ pub fn render_dashboard(report: &MetricsReport, opts: &DashboardOptions) -> Stri
     worker(&mut out, &ctx);
     verifier(&mut out, &ctx);
     groups(&mut out, report);
+    coverage(&mut out, &report.coverage);
     runs(&mut out, report, &ctx, opts);
 
     out.push_str(
@@ -798,6 +800,47 @@ fn groups(out: &mut String, report: &MetricsReport) {
     group_table(out, "By split", &report.groups.split, false);
     group_table(out, "By prompt", &report.groups.prompt, true);
     out.push_str("</div></section>");
+}
+
+/// The collection matrix: one row per config × goal family, one column per seed kind.
+fn coverage(out: &mut String, cov: &crate::coverage::Coverage) {
+    let _ = write!(
+        out,
+        r#"<section id="coverage"><h2><span class="tag run">collection</span>Coverage</h2><p class="lead">Runs per configuration × goal family × seed kind. {} empty and {} thin cells (fewer than {} runs){}.</p><div class="panel wide"><table><tr><th>config</th><th>goal family</th>"#,
+        cov.empty_cells,
+        cov.thin_cells,
+        cov.thin_below,
+        if cov.cells_omitted > 0 {
+            format!("; {} cells not listed", cov.cells_omitted)
+        } else {
+            String::new()
+        }
+    );
+    for k in &cov.seed_kinds {
+        let _ = write!(out, "<th>{}</th>", esc(k));
+    }
+    out.push_str("</tr>");
+    for row in cov.cells.chunks(cov.seed_kinds.len().max(1)) {
+        let Some(first) = row.first() else { continue };
+        let _ = write!(
+            out,
+            r#"<tr><td><code title="{}">{}</code></td><td>{}</td>"#,
+            esc(&first.config_hash),
+            esc(&short(&first.config_hash)),
+            esc(&first.goal_family)
+        );
+        for c in row {
+            let _ = write!(
+                out,
+                r#"<td class="num cov-{}" title="{}">{}</td>"#,
+                esc(&c.status),
+                esc(&c.status),
+                c.runs
+            );
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</table></div></section>");
 }
 
 fn is_hex_id(s: &str) -> bool {

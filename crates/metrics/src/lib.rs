@@ -17,6 +17,7 @@
 
 pub mod accumulator;
 pub mod compare;
+pub mod coverage;
 pub mod dashboard;
 pub mod planner;
 pub mod report;
@@ -28,6 +29,7 @@ pub mod verifier;
 pub mod worker;
 
 pub use accumulator::{MetricsAccumulator, MetricsOptions};
+pub use coverage::{Coverage, CoverageCell};
 pub use dashboard::{render_dashboard, DashboardOptions};
 pub use planner::PlannerMetrics;
 pub use report::{

@@ -32,6 +32,9 @@ pub struct MetricsReport {
     pub run_table: Vec<RunRow>,
     /// Rows left out of `run_table` because of `max_run_rows`.
     pub run_table_omitted: u64,
+    /// Runs per configuration × goal family × seed kind, with the empty and thin cells.
+    #[serde(default)]
+    pub coverage: crate::coverage::Coverage,
     pub warnings: Vec<String>,
 }
 

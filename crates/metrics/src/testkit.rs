@@ -53,6 +53,7 @@ impl RunBuilder {
             goal_family: "arith".to_string(),
             task_id: Some(format!("task-{n}")),
             seed: Some(n),
+            seed_kind: None,
             started_at: rfc3339_from_unix_nanos(start),
             finished_at: String::new(),
             duration_ms: 0.0,

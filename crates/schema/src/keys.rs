@@ -15,6 +15,7 @@ pub const GOAL: &str = "traj.goal";
 pub const GOAL_FAMILY: &str = "traj.goal_family";
 pub const TASK_ID: &str = "traj.task_id";
 pub const SEED: &str = "traj.seed";
+pub const SEED_KIND: &str = "traj.seed_kind";
 pub const CONFIG_HASH: &str = "traj.config_hash";
 pub const PROMPT_HASH: &str = "traj.prompt_hash";
 pub const TOOLSET_HASH: &str = "traj.toolset_hash";
@@ -145,6 +146,7 @@ pub const ATTRIBUTES: &[AttributeSpec] = &[
     spec!(GOAL_FAMILY, String, &["run"], true, "Family of related goals; datasets are split by it."),
     spec!(TASK_ID, String, &["run"], false, "Identifier of the task in its suite."),
     spec!(SEED, Int, &["run"], true, "Seed actually used by the run (also when chosen at random)."),
+    spec!(SEED_KIND, String, &["run"], false, "fixed (given by the caller) | random (drawn, then recorded in traj.seed)."),
     spec!(CONFIG_HASH, String, &["run"], true, "sha256 of the canonical JSON of the model stack + runtime config."),
     spec!(PROMPT_HASH, String, &["run", "llm"], true, "On run: hash of all prompt templates; on llm: hash of the rendered prompt."),
     spec!(TOOLSET_HASH, String, &["run"], true, "sha256 of the canonical JSON of the tool schemas."),

@@ -18,7 +18,7 @@ pub use event::{
     Event, EventType, Lineage, LlmCall, Outcome, Payload, PlanStep, Role, ToolStatus, Verdict,
 };
 pub use llm::{ChatMessage, ContentSource, LlmCallRecord, MessagePart, ToolDefinition, Usage};
-pub use session::{LineageStats, Session, Summary};
+pub use session::{LineageStats, SeedKind, Session, Summary};
 pub use validate::{validate_run, Violation};
 
 /// The value of `traj.schema_version` and of `schema_version` in every record.

@@ -77,6 +77,35 @@ pub struct LineageStats {
     pub log_records: u64,
 }
 
+/// How a run's seed was chosen: the seed plan collects traces with both.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SeedKind {
+    /// Given by the caller (reproducible batches).
+    Fixed,
+    /// Drawn at random (and recorded in `traj.seed`).
+    Random,
+}
+
+impl SeedKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeedKind::Fixed => "fixed",
+            SeedKind::Random => "random",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SeedKind> {
+        match s {
+            "fixed" => Some(SeedKind::Fixed),
+            "random" => Some(SeedKind::Random),
+            _ => None,
+        }
+    }
+}
+
 /// The whole of `session.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Session {
@@ -88,6 +117,9 @@ pub struct Session {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
     pub seed: Option<u64>,
+    /// Whether the seed was fixed by the caller or drawn at random (`traj.seed_kind`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_kind: Option<SeedKind>,
     pub started_at: String,
     pub finished_at: String,
     pub duration_ms: f64,

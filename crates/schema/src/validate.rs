@@ -238,6 +238,7 @@ mod tests {
             goal_family: "arith".into(),
             task_id: None,
             seed: Some(7),
+            seed_kind: None,
             started_at: "2026-11-26T00:00:00Z".into(),
             finished_at: "2026-11-26T00:00:01Z".into(),
             duration_ms: 1000.0,

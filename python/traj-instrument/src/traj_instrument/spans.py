@@ -235,8 +235,11 @@ class RunSpan(_Handle):
                  runtime_config: Union[RuntimeConfig, Mapping[str, Any], None] = None,
                  prompts: Optional[Mapping[str, str]] = None, tools: Optional[Sequence[Any]] = None,
                  redaction: Optional[RedactionPolicy] = None,
-                 tracer_provider: Optional[trace.TracerProvider] = None) -> None:
+                 tracer_provider: Optional[trace.TracerProvider] = None,
+                 seed_kind: Optional[str] = None) -> None:
         super().__init__()
+        if seed_kind not in (None, "fixed", "random"):
+            raise ValueError(f"seed_kind must be 'fixed', 'random' or None, got {seed_kind!r}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative int (the seed actually used), got {seed!r}")
         self._policy = redaction or default_redaction()
@@ -259,6 +262,8 @@ class RunSpan(_Handle):
         }
         if task_id is not None:
             attrs[K.TASK_ID] = task_id
+        if seed_kind is not None:
+            attrs[K.SEED_KIND] = seed_kind
         # A run is a trace of its own: the root never has a parent.
         self._span = self._tracer.start_span(f"invoke_workflow {agent_name}", context=otel_context.Context(),
                                              attributes=attrs)
@@ -376,16 +381,17 @@ def run(*, goal: str, goal_family: str, seed: int, agent_name: str = "traj-agent
         runtime_config: Union[RuntimeConfig, Mapping[str, Any], None] = None,
         prompts: Optional[Mapping[str, str]] = None, tools: Optional[Sequence[Any]] = None,
         redaction: Optional[RedactionPolicy] = None,
-        tracer_provider: Optional[trace.TracerProvider] = None) -> RunSpan:
+        tracer_provider: Optional[trace.TracerProvider] = None, seed_kind: Optional[str] = None) -> RunSpan:
     """Starts a run: a new trace whose root span records goal, goal family, task id, seed, model
     stack, runtime config, the three hashes and the redaction policy.
 
     ``model_stack``: ``{role: ModelSpec | {"model", "params"} | "model"}``; ``runtime_config``:
     :class:`RuntimeConfig` or a dict (``max_steps``, ``prompt_sources``, ``tool_mode``, anything
-    else); ``prompts``: template name -> template text; ``tools``: the tool schemas, in order."""
+    else); ``prompts``: template name -> template text; ``tools``: the tool schemas, in order;
+    ``seed_kind``: ``"fixed"`` (given) or ``"random"`` (drawn), for the collection-coverage table."""
     return RunSpan(goal=goal, goal_family=goal_family, seed=seed, agent_name=agent_name, task_id=task_id,
                    model_stack=model_stack, runtime_config=runtime_config, prompts=prompts, tools=tools,
-                   redaction=redaction, tracer_provider=tracer_provider)
+                   redaction=redaction, tracer_provider=tracer_provider, seed_kind=seed_kind)
 
 
 def current_run() -> Optional[RunSpan]:
