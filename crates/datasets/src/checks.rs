@@ -157,7 +157,8 @@ fn balance_checks(rep: &Report, cfg: &BuildConfig, out: &mut Vec<Check>) {
                 .map(|(c, n)| (c.as_str(), *n))
                 .unwrap_or(("", 0));
             let share = top_n as f64 / total as f64;
-            if counts.values().filter(|n| **n > 0).count() == 1 {
+            let one_class = counts.values().filter(|n| **n > 0).count() == 1;
+            if one_class {
                 out.push(at(
                     "one_class",
                     Severity::Warning,
@@ -180,7 +181,8 @@ fn balance_checks(rep: &Report, cfg: &BuildConfig, out: &mut Vec<Check>) {
             }
             for class in &seen {
                 let n = counts.get(*class).copied().unwrap_or(0);
-                if n < b.min_class_count {
+                // A class missing from a one-class split is already named by `one_class`.
+                if n < b.min_class_count && !(one_class && n == 0) {
                     out.push(at(
                         "min_class_count",
                         Severity::Warning,
