@@ -9,6 +9,8 @@ import time
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+# `traj build --config` for corpora of a few runs, whose validation and test splits stay empty.
+SMALL_CORPUS_CONFIG = str(ROOT / "tests" / "fixtures" / "build-small-corpus.toml")
 TRAJ = os.environ.get("TRAJ_BIN", str(ROOT / "target" / "debug" / "traj"))
 AGENT = os.environ.get("TRAJ_AGENT", str(ROOT / "target" / "debug" / "examples" / "agent"))
 

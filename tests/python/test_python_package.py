@@ -25,7 +25,7 @@ import zipfile
 
 import pytest
 
-from conftest import AGENT, ROOT, TRAJ, start_receiver
+from conftest import AGENT, ROOT, SMALL_CORPUS_CONFIG, TRAJ, start_receiver
 
 PKG_DIR = ROOT / "python" / "traj-instrument"
 VECTORS = ROOT / "proto" / "test-vectors"
@@ -390,7 +390,8 @@ def test_llm_calls_nest_under_their_step(agent):
 
 def test_package_agent_datasets_build_from_the_llm_calls(agent):
     out_dir = agent.tmp / "ds"
-    r = subprocess.run([TRAJ, "build", "--runs", str(agent.data / "runs"), "--out", str(out_dir)],
+    r = subprocess.run([TRAJ, "build", "--runs", str(agent.data / "runs"), "--out", str(out_dir),
+                        "--config", SMALL_CORPUS_CONFIG],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     rows = {v: [] for v in SFT_VIEWS}
@@ -427,7 +428,7 @@ def test_manual_llm_spans_record_every_llm_call_field(traj, tmp_path, rust_runs)
         tools = [traj.ToolDefinition("read_file", "Read a file", {"type": "object", "properties": {"path": {"type": "string"}}})]
         ids = []
         for i, goal in enumerate(["Summarize a.txt", "Summarize b.txt"]):
-            with traj.run(goal=goal, goal_family="manual", seed=i, task_id=f"m/{i}", model_stack={"worker": "sim"},
+            with traj.run(goal=goal, goal_family="manual", seed=i, seed_kind="fixed", task_id=f"m/{i}", model_stack={"worker": "sim"},
                           runtime_config={"max_steps": 2}, prompts={"worker": "W"}, tools=[t.to_json() for t in tools],
                           tracer_provider=tel.provider) as run:
                 ids.append(run.run_id)

@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, TRAJ, start_receiver
+from conftest import ROOT, SMALL_CORPUS_CONFIG, TRAJ, start_receiver
 
 AGENTS_DIR = pathlib.Path(__file__).resolve().parent / "real_agents"
 FIXTURES = ROOT / "tests" / "fixtures" / "real_agents"
@@ -283,10 +283,11 @@ def scenario(request, tmp_path_factory):
     s.wire = dict(zip([t["trace_id"] for t in s.truth["runs"]], s.wire_runs))
     s.goal_of = {v: k for k, v in s.run_ids.items()}
     s.validate = subprocess.run([TRAJ, "validate", str(s.data)], capture_output=True, text=True, timeout=60)
-    s.build_trl = subprocess.run([TRAJ, "build", "--runs", str(s.data / "runs"), "--out", str(tmp / "ds")],
+    s.build_trl = subprocess.run([TRAJ, "build", "--runs", str(s.data / "runs"), "--out", str(tmp / "ds"),
+                                  "--config", SMALL_CORPUS_CONFIG],
                                  capture_output=True, text=True, timeout=60)
     s.build_openai = subprocess.run([TRAJ, "build", "--runs", str(s.data / "runs"), "--out", str(tmp / "ds-openai"),
-                                     "--format", "openai"], capture_output=True, text=True, timeout=60)
+                                     "--format", "openai", "--config", SMALL_CORPUS_CONFIG], capture_output=True, text=True, timeout=60)
     s.ds, s.ds_openai = tmp / "ds", tmp / "ds-openai"
     return s
 

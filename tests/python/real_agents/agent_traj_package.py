@@ -34,7 +34,7 @@ PROMPTS = {"planner": pc.PLANNER_PROMPT, "worker": pc.WORKER_PROMPT, "verifier":
 
 def run_kwargs(goal):
     return dict(agent_name="pvw-traj-package", goal=goal, goal_family="file_summary",
-                task_id="fs-" + traj.hash_str(goal)[7:15], seed=7, model_stack=MODEL_STACK,
+                task_id="fs-" + traj.hash_str(goal)[7:15], seed=7, seed_kind="fixed", model_stack=MODEL_STACK,
                 runtime_config=RUNTIME_CONFIG, prompts=PROMPTS, tools=pc.TOOLS)
 
 
