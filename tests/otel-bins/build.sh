@@ -9,7 +9,8 @@
 # `export TRAJ_JAEGER=...` on stdout (for eval); build times go to stderr and build-times.txt.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-export GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly"
+export GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly -buildvcs=false"
+[ -x /usr/local/go/bin/go ] && PATH="$PATH:/usr/local/go/bin"
 
 if ! command -v go >/dev/null 2>&1; then
   echo "tests/otel-bins/build.sh: no 'go' on PATH: the Collector and Jaeger cannot be built" >&2
