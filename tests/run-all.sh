@@ -28,6 +28,14 @@ if [ -f tests/browser/package.json ] && [ ! -d tests/browser/node_modules ]; the
   (cd tests/browser && npm ci --silent --no-audit --no-fund)
 fi
 
+# A real OpenTelemetry Collector and Jaeger v2, built from pinned Go modules (tests/otel-bins/;
+# ~4 + ~5 min on 2 cores the first time, cached in ~/.cache/traj/otel-bins: a second run builds
+# nothing). The live Collector/Jaeger tests fail (not skip) without them.
+log "OpenTelemetry Collector and Jaeger (Go)"
+otel_env=$(tests/otel-bins/build.sh)
+eval "$otel_env"
+export TRAJ_OTELCOL TRAJ_JAEGER TRAJ_REQUIRE_OTEL_BINS=1
+
 # --- Rust ----------------------------------------------------------------------------------
 log "building traj and the example agent"
 cargo build --workspace --bins --examples

@@ -46,11 +46,12 @@ class Receiver:
                 raise
 
 
-def start_receiver(data_dir: pathlib.Path, *extra: str) -> Receiver:
+def start_receiver(data_dir: pathlib.Path, *extra: str, grpc: str = "127.0.0.1:0") -> Receiver:
     data_dir.mkdir(parents=True, exist_ok=True)
-    log = open(data_dir.parent / f"{data_dir.name}.serve.log", "wb")
+    log = open(data_dir.parent / f"{data_dir.name}.serve.log", "ab")
+    (data_dir / "receiver.json").unlink(missing_ok=True)
     proc = subprocess.Popen(
-        [TRAJ, "serve", "--data-dir", str(data_dir), "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0",
+        [TRAJ, "serve", "--data-dir", str(data_dir), "--grpc", grpc, "--http", "127.0.0.1:0",
          "--grace-period", "300ms", *extra],
         stdout=log, stderr=subprocess.STDOUT,
     )
