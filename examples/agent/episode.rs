@@ -221,7 +221,6 @@ pub fn run_episode(cfg: &AgentConfig, index: u64) -> EpisodeRecord {
     let seed = task_seed(cfg.seed, index);
     let mut rng = SplitMix64::new(seed);
     let task = tasks::generate(&mut rng, index);
-    let inj = Injection::scaled(cfg.failure_rate);
     let info = run_info(cfg, &task, seed);
     let sim = Models::new(&info);
     let run = RunSpan::start(info);
@@ -239,332 +238,439 @@ pub fn run_episode(cfg: &AgentConfig, index: u64) -> EpisodeRecord {
         tool_errors: 0,
         decisions: vec![],
     };
-
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
-        Err(e) => {
-            run.error("env_setup", &format!("cannot create the sandbox: {e}"));
-            rec.outcome = Outcome::Aborted;
-            rec.failure_class = Some("env_setup".into());
-            run.finish(Outcome::Aborted, Some("env_setup"));
-            return rec;
-        }
+        Err(e) => return abort_setup(run, rec, &format!("cannot create the sandbox: {e}")),
     };
     let mut sb = Sandbox::new(dir.path().to_path_buf());
     if let Err(e) = task.setup(&mut sb) {
-        run.error("env_setup", &e.message);
-        rec.outcome = Outcome::Aborted;
-        rec.failure_class = Some("env_setup".into());
-        run.finish(Outcome::Aborted, Some("env_setup"));
-        return rec;
+        return abort_setup(run, rec, &e.message);
     }
-
-    let tool_names = tools::tool_names();
-    let tool_mask: BTreeMap<String, bool> = tool_names.iter().map(|t| (t.clone(), true)).collect();
-    let mut plan: Vec<StepSpec> = Vec::new();
-    let mut cursor = 0usize;
-    let mut need_plan = true;
-    let mut replan_reason: Option<String> = None;
-    let mut history: Vec<String> = Vec::new();
-    let mut prior_failures: Vec<FailureNote> = Vec::new();
-    let mut last_result = Value::Null;
-    let mut last_verifier: Option<LinkTarget> = None;
-    let mut flawed_once = false;
-    let mut missed_once = false;
-    let mut cycle = 0u32;
-
+    let mut ep = Episode::new(task, sb, rng, Injection::scaled(cfg.failure_rate), sim);
     let (outcome, failure_class) = loop {
-        if cycle >= cfg.max_steps {
+        if ep.cycle >= cfg.max_steps {
             rec.decisions.push("budget:max_steps".into());
             break (Outcome::Aborted, Some("max_steps".to_string()));
         }
-        // ---- planner (first cycle and after a replan) ----------------------------------
-        let mut planner_target = None;
-        if need_plan {
-            let mut planner = run.planner(cycle);
-            if let Some(v) = &last_verifier {
-                planner = planner.link(v);
-            }
-            let input = PlannerInput {
-                goal: task.goal.clone(),
-                observation: json!({ "files": sb.list() }),
-                history: history.clone(),
-                tool_mask: tool_mask.clone(),
-                replan_reason: replan_reason.clone(),
-            };
-            planner.input(&input);
-            // Replanning restarts from the first step when the finished plan failed its
-            // check, else continues from the current step.
-            let start = if cursor >= plan.len() { 0 } else { cursor };
-            let mut new_plan: Vec<StepSpec> = task.steps[start.min(task.steps.len())..].to_vec();
-            if new_plan.is_empty() {
-                new_plan = task.steps.clone();
-            }
-            if !flawed_once && rng.chance(inj.flawed_plan) {
-                flawed_once = true;
-                let i = rng.below(new_plan.len());
-                new_plan[i] = corrupt(&new_plan[i]);
-                rec.decisions.push(format!("plan:flawed@{i}"));
-            }
-            let output = PlannerOutput {
-                plan: new_plan
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| PlanStep {
-                        index: i as u32,
-                        description: s.description.clone(),
-                        tool: Some(s.tool.to_string()),
-                    })
-                    .collect(),
-                rationale: format!("{} step(s) from step {start}", new_plan.len()),
-                confidence: Some(0.6 + 0.4 * rng.next_f64()),
-                llm_calls: vec![],
-            };
-            sim.planner.call(
-                |model, prompt| planner.llm_call(model, prompt),
-                cycle,
-                1,
-                &[models::planner_turn(&input)],
-                &models::plan_answer(&output),
-            );
-            planner.output(&output);
-            planner.transition(St::Planning, St::Working, "plan ready");
-            rec.decisions.push(format!("plan:{}", new_plan.len()));
-            history.push(format!("cycle {cycle}: planned {} step(s)", new_plan.len()));
-            plan = new_plan;
-            cursor = 0;
-            need_plan = false;
-            planner_target = Some(planner.link_target());
+        let planner_target = if ep.need_plan {
+            Some(ep.plan(&run, &mut rec))
+        } else {
+            None
+        };
+        let work = ep.work(&run, planner_target, &mut rec);
+        if let Some(end) = ep.verify(&run, work, &mut rec) {
+            break end;
         }
+    };
+    rec.outcome = outcome;
+    rec.failure_class = failure_class.clone();
+    run.finish(outcome, failure_class.as_deref());
+    rec
+}
 
-        // ---- worker ------------------------------------------------------------------------
-        let mut worker = run.worker(cycle);
-        if let Some(t) = planner_target.as_ref().or(last_verifier.as_ref()) {
+/// Ends a run whose sandbox could not be set up.
+fn abort_setup(run: RunSpan, mut rec: EpisodeRecord, message: &str) -> EpisodeRecord {
+    run.error("env_setup", message);
+    rec.outcome = Outcome::Aborted;
+    rec.failure_class = Some("env_setup".into());
+    run.finish(Outcome::Aborted, Some("env_setup"));
+    rec
+}
+
+/// What a worker cycle leaves for the verifier.
+struct WorkDone {
+    failed: Option<ToolError>,
+    action_traces: Vec<String>,
+    target: LinkTarget,
+}
+
+/// The state one episode carries from cycle to cycle. Every random draw goes through `rng` in a
+/// fixed order, so the same seed makes the same decisions.
+struct Episode {
+    task: Task,
+    sb: Sandbox,
+    rng: SplitMix64,
+    inj: Injection,
+    sim: Models,
+    tool_names: Vec<String>,
+    plan: Vec<StepSpec>,
+    cursor: usize,
+    need_plan: bool,
+    replan_reason: Option<String>,
+    history: Vec<String>,
+    prior_failures: Vec<FailureNote>,
+    last_result: Value,
+    last_verifier: Option<LinkTarget>,
+    flawed_once: bool,
+    missed_once: bool,
+    cycle: u32,
+}
+
+impl Episode {
+    fn new(task: Task, sb: Sandbox, rng: SplitMix64, inj: Injection, sim: Models) -> Episode {
+        Episode {
+            task,
+            sb,
+            rng,
+            inj,
+            sim,
+            tool_names: tools::tool_names(),
+            plan: Vec::new(),
+            cursor: 0,
+            need_plan: true,
+            replan_reason: None,
+            history: Vec::new(),
+            prior_failures: Vec::new(),
+            last_result: Value::Null,
+            last_verifier: None,
+            flawed_once: false,
+            missed_once: false,
+            cycle: 0,
+        }
+    }
+
+    fn files(&self) -> Value {
+        json!({ "files": self.sb.list() })
+    }
+
+    /// The planner (first cycle and after a replan). Replanning restarts from the first step
+    /// when the finished plan failed its check, else continues from the current step.
+    fn plan(&mut self, run: &RunSpan, rec: &mut EpisodeRecord) -> LinkTarget {
+        let cycle = self.cycle;
+        let mut planner = run.planner(cycle);
+        if let Some(v) = &self.last_verifier {
+            planner = planner.link(v);
+        }
+        let input = PlannerInput {
+            goal: self.task.goal.clone(),
+            observation: self.files(),
+            history: self.history.clone(),
+            tool_mask: self.tool_names.iter().map(|t| (t.clone(), true)).collect(),
+            replan_reason: self.replan_reason.clone(),
+        };
+        planner.input(&input);
+        let start = if self.cursor >= self.plan.len() {
+            0
+        } else {
+            self.cursor
+        };
+        let steps = &self.task.steps;
+        let mut new_plan: Vec<StepSpec> = steps[start.min(steps.len())..].to_vec();
+        if new_plan.is_empty() {
+            new_plan = steps.clone();
+        }
+        if !self.flawed_once && self.rng.chance(self.inj.flawed_plan) {
+            self.flawed_once = true;
+            let i = self.rng.below(new_plan.len());
+            new_plan[i] = corrupt(&new_plan[i]);
+            rec.decisions.push(format!("plan:flawed@{i}"));
+        }
+        let output = PlannerOutput {
+            plan: new_plan
+                .iter()
+                .enumerate()
+                .map(|(i, s)| PlanStep {
+                    index: i as u32,
+                    description: s.description.clone(),
+                    tool: Some(s.tool.to_string()),
+                })
+                .collect(),
+            rationale: format!("{} step(s) from step {start}", new_plan.len()),
+            confidence: Some(0.6 + 0.4 * self.rng.next_f64()),
+            llm_calls: vec![],
+        };
+        self.sim.planner.call(
+            |model, prompt| planner.llm_call(model, prompt),
+            cycle,
+            1,
+            &[models::planner_turn(&input)],
+            &models::plan_answer(&output),
+        );
+        planner.output(&output);
+        planner.transition(St::Planning, St::Working, "plan ready");
+        rec.decisions.push(format!("plan:{}", new_plan.len()));
+        self.history
+            .push(format!("cycle {cycle}: planned {} step(s)", new_plan.len()));
+        self.plan = new_plan;
+        self.cursor = 0;
+        self.need_plan = false;
+        planner.link_target()
+    }
+
+    fn worker_input(&self, plan_step: Option<u32>, current_step: String) -> WorkerInput {
+        WorkerInput {
+            plan_step,
+            current_step,
+            env_state: self.files(),
+            allowed_tools: self.tool_names.clone(),
+            prior_failures: self.prior_failures.clone(),
+        }
+    }
+
+    /// The worker: the current plan step with its tool loop, or, with no step left, a response.
+    fn work(
+        &mut self,
+        run: &RunSpan,
+        planner_target: Option<LinkTarget>,
+        rec: &mut EpisodeRecord,
+    ) -> WorkDone {
+        let mut worker = run.worker(self.cycle);
+        if let Some(t) = planner_target.as_ref().or(self.last_verifier.as_ref()) {
             worker = worker.link(t);
         }
-        let mut worker_failed: Option<ToolError> = None;
         let mut action_traces = Vec::new();
-        if let Some(step) = plan.get(cursor).cloned() {
-            let args = resolve_args(&step.args, &last_result);
-            let input = WorkerInput {
-                plan_step: Some(cursor as u32),
-                current_step: step.description.clone(),
-                env_state: json!({ "files": sb.list() }),
-                allowed_tools: tool_names.clone(),
-                prior_failures: prior_failures.clone(),
-            };
-            worker.input(&input);
-            worker.action(&WorkerAction {
-                action: "tool_call".into(),
-                tool: Some(step.tool.to_string()),
-                arguments: args.clone(),
-                reasoning: format!("execute plan step {cursor}: {}", step.description),
-            });
-            // The worker's model runs a tool loop: each attempt is one model turn that calls the
-            // tool, whose result (or error) goes back to the model; a last turn says how it went.
-            let position = format!("plan step {} of {}", cursor + 1, plan.len());
-            let mut conversation = vec![models::worker_turn(
-                &input,
-                &position,
-                step.tool,
-                &last_result,
-            )];
-            let call_id = format!("call-{cycle}-{cursor}");
-            let mut attempt = 1u32;
-            let mut result: Result<Value, ToolError>;
-            loop {
-                rec.tool_calls += 1;
-                let bad = attempt == 1 && rng.chance(inj.wrong_args);
-                let transient = !bad && rng.chance(inj.tool_error);
-                let used_args = if bad {
-                    broken_args(&args)
-                } else {
-                    args.clone()
-                };
-                let answer = models::tool_call_answer(&call_id, step.tool, &used_args);
-                sim.worker.call(
-                    |model, prompt| worker.llm_call(model, prompt),
-                    cycle,
-                    attempt,
-                    &conversation,
-                    &answer,
-                );
-                conversation.push(models::as_input(answer));
-                let span = worker.tool_call(step.tool, &call_id, &used_args, attempt);
-                result = if transient {
-                    let class = if rng.chance(0.5) {
-                        "timeout"
-                    } else {
-                        "unavailable"
-                    };
-                    Err(ToolError {
-                        class,
-                        message: format!("{} did not answer (injected)", step.tool),
-                    })
-                } else {
-                    tools::execute(&mut sb, step.tool, &used_args)
-                };
-                let response = match &result {
-                    Ok(v) => {
-                        span.observation(step.tool, &json!({ "files": sb.list() }));
-                        span.ok(v);
-                        v.clone()
-                    }
-                    Err(e) => {
-                        rec.tool_errors += 1;
-                        span.err(e.class, &e.message);
-                        models::tool_error(e.class, &e.message)
-                    }
-                };
-                conversation.push(models::tool_response(&call_id, response));
-                rec.decisions.push(format!(
-                    "tool:{}#{attempt}:{}",
-                    step.tool,
-                    result.as_ref().map(|_| "ok").unwrap_or_else(|e| e.class)
-                ));
-                action_traces.push(format!(
-                    "{}#{attempt} {}",
-                    step.tool,
-                    result
-                        .as_ref()
-                        .map(|_| "ok".to_string())
-                        .unwrap_or_else(|e| e.class.to_string())
-                ));
-                let retryable = matches!(&result, Err(e) if e.class == "invalid_arguments" || e.class == "timeout" || e.class == "unavailable");
-                if result.is_ok() || !retryable || attempt >= 3 {
-                    break;
-                }
-                attempt += 1;
+        let failed = match self.plan.get(self.cursor).cloned() {
+            Some(step) => self.work_step(&worker, step, &mut action_traces, rec),
+            None => {
+                self.nothing_left(&worker);
+                action_traces.push("respond".into());
+                None
             }
-            let retries = attempt - 1;
-            let summary = match &result {
-                Ok(v) => format!("{} succeeded: {v}", step.tool),
-                Err(e) => format!(
-                    "{} failed after {attempt} attempt(s) ({}): {}",
-                    step.tool, e.class, e.message
-                ),
-            };
-            sim.worker.call(
+        };
+        worker.transition(St::Working, St::Verifying, "step done");
+        WorkDone {
+            failed,
+            action_traces,
+            target: worker.link_target(),
+        }
+    }
+
+    /// One plan step: the action, the tool loop, the model's closing turn and the output.
+    fn work_step(
+        &mut self,
+        worker: &traj_instrument::WorkerSpan,
+        step: StepSpec,
+        action_traces: &mut Vec<String>,
+        rec: &mut EpisodeRecord,
+    ) -> Option<ToolError> {
+        let (cycle, cursor) = (self.cycle, self.cursor);
+        let args = resolve_args(&step.args, &self.last_result);
+        let input = self.worker_input(Some(cursor as u32), step.description.clone());
+        worker.input(&input);
+        worker.action(&WorkerAction {
+            action: "tool_call".into(),
+            tool: Some(step.tool.to_string()),
+            arguments: args.clone(),
+            reasoning: format!("execute plan step {cursor}: {}", step.description),
+        });
+        let position = format!("plan step {} of {}", cursor + 1, self.plan.len());
+        let mut conversation = vec![models::worker_turn(
+            &input,
+            &position,
+            step.tool,
+            &self.last_result,
+        )];
+        let (result, attempt) =
+            self.tool_loop(worker, &step, &args, &mut conversation, action_traces, rec);
+        let summary = match &result {
+            Ok(v) => format!("{} succeeded: {v}", step.tool),
+            Err(e) => format!(
+                "{} failed after {attempt} attempt(s) ({}): {}",
+                step.tool, e.class, e.message
+            ),
+        };
+        self.sim.worker.call(
+            |model, prompt| worker.llm_call(model, prompt),
+            cycle,
+            attempt + 1,
+            &conversation,
+            &models::text_answer(summary.clone()),
+        );
+        let retries = attempt - 1;
+        match result {
+            Ok(v) => {
+                self.last_result = v;
+                self.cursor += 1;
+                worker.observation("workspace", &self.files());
+                worker.output(&WorkerOutput {
+                    status: ToolStatus::Ok,
+                    summary,
+                    error_class: None,
+                    retries,
+                    llm_calls: vec![],
+                });
+                self.history
+                    .push(format!("cycle {cycle}: {} ok", step.tool));
+                None
+            }
+            Err(e) => {
+                self.prior_failures.push(FailureNote {
+                    tool: Some(step.tool.to_string()),
+                    error_class: e.class.to_string(),
+                    message: e.message.clone(),
+                });
+                worker.output(&WorkerOutput {
+                    status: ToolStatus::Error,
+                    summary,
+                    error_class: Some(e.class.to_string()),
+                    retries,
+                    llm_calls: vec![],
+                });
+                self.history
+                    .push(format!("cycle {cycle}: {} failed ({})", step.tool, e.class));
+                Some(e)
+            }
+        }
+    }
+
+    /// The worker's model runs a tool loop: each attempt is one model turn that calls the tool,
+    /// whose result (or error) goes back to the model. Retries invalid arguments, timeouts and
+    /// unavailability, at most 3 attempts. Returns the last result and attempt number.
+    fn tool_loop(
+        &mut self,
+        worker: &traj_instrument::WorkerSpan,
+        step: &StepSpec,
+        args: &Value,
+        conversation: &mut Vec<traj_schema::ChatMessage>,
+        action_traces: &mut Vec<String>,
+        rec: &mut EpisodeRecord,
+    ) -> (Result<Value, ToolError>, u32) {
+        let call_id = format!("call-{}-{}", self.cycle, self.cursor);
+        let mut attempt = 1u32;
+        loop {
+            rec.tool_calls += 1;
+            let bad = attempt == 1 && self.rng.chance(self.inj.wrong_args);
+            let transient = !bad && self.rng.chance(self.inj.tool_error);
+            let used_args = if bad { broken_args(args) } else { args.clone() };
+            let answer = models::tool_call_answer(&call_id, step.tool, &used_args);
+            self.sim.worker.call(
                 |model, prompt| worker.llm_call(model, prompt),
-                cycle,
-                attempt + 1,
-                &conversation,
-                &models::text_answer(summary.clone()),
+                self.cycle,
+                attempt,
+                conversation,
+                &answer,
             );
-            match result {
+            conversation.push(models::as_input(answer));
+            let span = worker.tool_call(step.tool, &call_id, &used_args, attempt);
+            let result = if transient {
+                let class = if self.rng.chance(0.5) {
+                    "timeout"
+                } else {
+                    "unavailable"
+                };
+                Err(ToolError {
+                    class,
+                    message: format!("{} did not answer (injected)", step.tool),
+                })
+            } else {
+                tools::execute(&mut self.sb, step.tool, &used_args)
+            };
+            let response = match &result {
                 Ok(v) => {
-                    last_result = v;
-                    cursor += 1;
-                    worker.observation("workspace", &json!({ "files": sb.list() }));
-                    worker.output(&WorkerOutput {
-                        status: ToolStatus::Ok,
-                        summary,
-                        error_class: None,
-                        retries,
-                        llm_calls: vec![],
-                    });
-                    history.push(format!("cycle {cycle}: {} ok", step.tool));
+                    span.observation(step.tool, &self.files());
+                    span.ok(v);
+                    v.clone()
                 }
                 Err(e) => {
-                    prior_failures.push(FailureNote {
-                        tool: Some(step.tool.to_string()),
-                        error_class: e.class.to_string(),
-                        message: e.message.clone(),
-                    });
-                    worker.output(&WorkerOutput {
-                        status: ToolStatus::Error,
-                        summary,
-                        error_class: Some(e.class.to_string()),
-                        retries,
-                        llm_calls: vec![],
-                    });
-                    history.push(format!("cycle {cycle}: {} failed ({})", step.tool, e.class));
-                    worker_failed = Some(e);
+                    rec.tool_errors += 1;
+                    span.err(e.class, &e.message);
+                    models::tool_error(e.class, &e.message)
                 }
-            }
-        } else {
-            let input = WorkerInput {
-                plan_step: None,
-                current_step: "no step left".into(),
-                env_state: json!({ "files": sb.list() }),
-                allowed_tools: tool_names.clone(),
-                prior_failures: prior_failures.clone(),
             };
-            worker.input(&input);
-            worker.action(&WorkerAction {
-                action: "respond".into(),
-                tool: None,
-                arguments: Value::Null,
-                reasoning: "every plan step is done".into(),
-            });
-            let summary = "Every step of the plan is done; there is nothing left to do.";
-            sim.worker.call(
-                |model, prompt| worker.llm_call(model, prompt),
-                cycle,
-                1,
-                &[models::worker_turn(
-                    &input,
-                    &format!("all {} plan step(s) done", plan.len()),
-                    "none",
-                    &last_result,
-                )],
-                &models::text_answer(summary.to_string()),
-            );
-            worker.output(&WorkerOutput {
-                status: ToolStatus::Ok,
-                summary: summary.to_string(),
-                error_class: None,
-                retries: 0,
-                llm_calls: vec![],
-            });
-            action_traces.push("respond".into());
+            conversation.push(models::tool_response(&call_id, response));
+            let status = result.as_ref().map(|_| "ok").unwrap_or_else(|e| e.class);
+            rec.decisions
+                .push(format!("tool:{}#{attempt}:{status}", step.tool));
+            action_traces.push(format!("{}#{attempt} {status}", step.tool));
+            let retryable = matches!(&result, Err(e) if e.class == "invalid_arguments" || e.class == "timeout" || e.class == "unavailable");
+            if result.is_ok() || !retryable || attempt >= 3 {
+                return (result, attempt);
+            }
+            attempt += 1;
         }
-        worker.transition(St::Working, St::Verifying, "step done");
-        let worker_target = worker.link_target();
-        drop(worker);
+    }
 
-        // ---- verifier ----------------------------------------------------------------------
-        let verifier = run.verifier(cycle).link(&worker_target);
-        let (passed, evidence) = task.check.run(&sb);
-        let input = VerifierInput {
-            plan_progress: PlanProgress {
-                completed: cursor as u32,
-                total: plan.len() as u32,
-            },
-            action_traces,
-            evidence: evidence.clone(),
-        };
-        verifier.input(&input);
-        let (verdict, feedback, flags) = if let Some(e) = &worker_failed {
+    /// Every plan step is done: the worker responds so.
+    fn nothing_left(&mut self, worker: &traj_instrument::WorkerSpan) {
+        let input = self.worker_input(None, "no step left".into());
+        worker.input(&input);
+        worker.action(&WorkerAction {
+            action: "respond".into(),
+            tool: None,
+            arguments: Value::Null,
+            reasoning: "every plan step is done".into(),
+        });
+        let summary = "Every step of the plan is done; there is nothing left to do.";
+        self.sim.worker.call(
+            |model, prompt| worker.llm_call(model, prompt),
+            self.cycle,
+            1,
+            &[models::worker_turn(
+                &input,
+                &format!("all {} plan step(s) done", self.plan.len()),
+                "none",
+                &self.last_result,
+            )],
+            &models::text_answer(summary.to_string()),
+        );
+        worker.output(&WorkerOutput {
+            status: ToolStatus::Ok,
+            summary: summary.to_string(),
+            error_class: None,
+            retries: 0,
+            llm_calls: vec![],
+        });
+    }
+
+    /// The verifier's verdict on the cycle (with the injected mistakes).
+    fn decide(
+        &mut self,
+        failed: Option<&ToolError>,
+        passed: bool,
+        evidence: &Value,
+    ) -> (Verdict, String, Vec<String>) {
+        if let Some(e) = failed {
             (
                 Verdict::Replan,
                 format!("step failed: {} ({})", e.message, e.class),
                 vec!["tool_failure".to_string()],
             )
         } else if passed {
-            if !missed_once && rng.chance(inj.missed_stop) {
-                missed_once = true;
+            if !self.missed_once && self.rng.chance(self.inj.missed_stop) {
+                self.missed_once = true;
                 (Verdict::Continue, "keep going".to_string(), vec![])
             } else {
                 (Verdict::End, "goal met".to_string(), vec![])
             }
-        } else if cursor >= plan.len() {
+        } else if self.cursor >= self.plan.len() {
             (
                 Verdict::Replan,
                 format!("plan finished but the check failed: {evidence}"),
                 vec!["check_failed".to_string()],
             )
-        } else if rng.chance(inj.false_stop) {
+        } else if self.rng.chance(self.inj.false_stop) {
             (Verdict::End, "looks done".to_string(), vec![])
-        } else if rng.chance(inj.needless_replan) {
+        } else if self.rng.chance(self.inj.needless_replan) {
             (Verdict::Replan, "unsure about the plan".to_string(), vec![])
         } else {
             (
                 Verdict::Continue,
-                format!("{}/{} steps done", cursor, plan.len()),
+                format!("{}/{} steps done", self.cursor, self.plan.len()),
                 vec![],
             )
+        }
+    }
+
+    /// The verifier: checks the task, gives its verdict and ends the cycle; returns the run's
+    /// outcome when the verdict ends it.
+    fn verify(
+        &mut self,
+        run: &RunSpan,
+        work: WorkDone,
+        rec: &mut EpisodeRecord,
+    ) -> Option<(Outcome, Option<String>)> {
+        let verifier = run.verifier(self.cycle).link(&work.target);
+        let (passed, evidence) = self.task.check.run(&self.sb);
+        let input = VerifierInput {
+            plan_progress: PlanProgress {
+                completed: self.cursor as u32,
+                total: self.plan.len() as u32,
+            },
+            action_traces: work.action_traces,
+            evidence: evidence.clone(),
         };
+        verifier.input(&input);
+        let (verdict, feedback, flags) = self.decide(work.failed.as_ref(), passed, &evidence);
         let output = VerifierOutput {
             verdict,
             feedback: feedback.clone(),
@@ -572,35 +678,31 @@ pub fn run_episode(cfg: &AgentConfig, index: u64) -> EpisodeRecord {
             confidence: Some(if passed { 0.9 } else { 0.6 }),
             llm_calls: vec![],
         };
-        sim.verifier.call(
+        self.sim.verifier.call(
             |model, prompt| verifier.llm_call(model, prompt),
-            cycle,
+            self.cycle,
             1,
-            &[models::verifier_turn(&task.goal, &input)],
+            &[models::verifier_turn(&self.task.goal, &input)],
             &models::verdict_answer(&output),
         );
         verifier.verdict(&output);
         rec.verdicts.push(verdict);
         rec.decisions.push(format!("verdict:{}", verdict.as_str()));
-        cycle += 1;
-        rec.cycles = cycle;
+        self.cycle += 1;
+        rec.cycles = self.cycle;
         let done = end_cycle(&verifier, verdict, &feedback);
-        last_verifier = Some(verifier.link_target());
-        drop(verifier);
+        self.last_verifier = Some(verifier.link_target());
         match verdict {
-            Verdict::End if done && passed => break (Outcome::Success, None),
-            Verdict::End => break (Outcome::Failure, Some("false_stop".to_string())),
+            Verdict::End if done && passed => Some((Outcome::Success, None)),
+            Verdict::End => Some((Outcome::Failure, Some("false_stop".to_string()))),
             Verdict::Replan => {
-                need_plan = true;
-                replan_reason = Some(feedback);
+                self.need_plan = true;
+                self.replan_reason = Some(feedback);
+                None
             }
-            Verdict::Continue => {}
+            Verdict::Continue => None,
         }
-    };
-    rec.outcome = outcome;
-    rec.failure_class = failure_class.clone();
-    run.finish(outcome, failure_class.as_deref());
-    rec
+    }
 }
 
 fn end_cycle(verifier: &VerifierSpan, verdict: Verdict, feedback: &str) -> bool {

@@ -51,145 +51,16 @@ fn hash_attr(root: &SpanRecord, key: &str, hex: &str, w: &mut Warnings) -> Strin
     }
 }
 
-pub(crate) fn build_session(f: RunFacts, w: &mut Warnings) -> Session {
-    let (start, end) = match f.root {
-        Some(r) => (
-            r.span.start_time_unix_nano,
-            r.span.end_time_unix_nano.max(r.span.start_time_unix_nano),
-        ),
-        None => (f.min_start, f.max_end.max(f.min_start)),
-    };
-    let mut s = Session {
-        schema_version: SCHEMA_VERSION.to_owned(),
-        run_id: f.trace_hex.to_owned(),
-        trace_id: f.trace_hex.to_owned(),
-        goal: f.fallback_goal.clone(),
-        goal_family: String::new(),
-        task_id: None,
-        seed: None,
-        seed_kind: None,
-        started_at: time_fmt::rfc3339_from_unix_nanos(start),
-        finished_at: time_fmt::rfc3339_from_unix_nanos(end),
-        duration_ms: (end - start) as f64 / 1e6,
-        service_name: f.fallback_service.to_owned(),
-        source: f.source,
-        model_stack: BTreeMap::new(),
-        runtime_config: RuntimeConfig::default(),
-        data_governance: DataGovernance {
-            redaction_policy: String::new(),
-            redaction_version: String::new(),
-            pii_scan_status: "not_redacted".into(),
-        },
-        summary: Summary {
-            outcome: Outcome::Unknown,
-            success: None,
-            step_count: f.step_count,
-            llm_calls: f.llm_calls,
-            tool_calls: f.tool_calls,
-            tool_errors: f.tool_errors,
-            input_tokens: f.input_tokens,
-            output_tokens: f.output_tokens,
-            cost_estimate_usd: f.cost_estimate_usd,
-            failure_class: None,
-            spans_dropped_at_source: 0,
-        },
-        config_hash: String::new(),
-        prompt_hash: String::new(),
-        toolset_hash: String::new(),
-        lineage: f.lineage,
-        root_span_seen: f.root_span_seen,
-        warnings: Vec::new(),
-    };
+pub(crate) fn build_session(mut f: RunFacts, w: &mut Warnings) -> Session {
+    let mut s = base_session(&mut f);
     let mut model_stack_given = false;
     if let Some(root) = f.root {
-        let a = &root.span.attributes;
-        let hex = hex::encode(&root.span.span_id);
-        s.service_name = root.service_name.to_string();
-        // traj.goal, else (foreign) the root's input text, else the first planner's goal.
-        let foreign_goal = || {
-            crate::payloads::message_text(a, keys::GEN_AI_INPUT_MESSAGES, true)
-                .or_else(|| attr_str(a, "input.value").map(str::to_owned))
-                .filter(|g| !g.is_empty())
-        };
-        if let Some(g) = attr_str(a, keys::GOAL) {
-            s.goal = g.to_owned();
-        } else if let Some(g) = foreign_goal() {
-            s.goal = g;
-        }
-        s.goal_family = std::iter::once(keys::GOAL_FAMILY)
-            .chain(f.goal_family_keys.iter().map(String::as_str))
-            .find_map(|k| attr_str(a, k))
-            .unwrap_or_default()
-            .to_owned();
-        s.task_id = attr_str(a, keys::TASK_ID).map(str::to_owned);
-        s.seed = attr_u64(a, keys::SEED);
-        s.seed_kind = match attr_str(a, keys::SEED_KIND) {
-            Some(k) => {
-                let kind = traj_schema::session::SeedKind::parse(k);
-                if kind.is_none() {
-                    w.push(format!(
-                        "{}: unknown value {k:?} (fixed | random)",
-                        keys::SEED_KIND
-                    ));
-                }
-                kind
-            }
-            None => None,
-        };
-        s.config_hash = hash_attr(root, keys::CONFIG_HASH, &hex, w);
-        s.prompt_hash = hash_attr(root, keys::PROMPT_HASH, &hex, w);
-        s.toolset_hash = hash_attr(root, keys::TOOLSET_HASH, &hex, w);
-        match attr_json::<BTreeMap<String, ModelSpec>>(a, keys::MODEL_STACK) {
-            Ok(Some(m)) => {
-                s.model_stack = m;
-                model_stack_given = true;
-            }
-            Ok(None) => {}
-            Err(e) => w.push(format!("span {hex}: {} malformed ({e})", keys::MODEL_STACK)),
-        }
-        match attr_json::<RuntimeConfig>(a, keys::RUNTIME_CONFIG) {
-            Ok(Some(c)) => s.runtime_config = c,
-            Ok(None) => {}
-            Err(e) => w.push(format!(
-                "span {hex}: {} malformed ({e})",
-                keys::RUNTIME_CONFIG
-            )),
-        }
-        let policy = attr_str(a, keys::REDACTION_POLICY).unwrap_or_default();
-        s.data_governance = DataGovernance {
-            redaction_policy: policy.to_owned(),
-            redaction_version: attr_str(a, keys::REDACTION_VERSION)
-                .unwrap_or_default()
-                .to_owned(),
-            pii_scan_status: if policy.is_empty() || policy == "none" {
-                "not_redacted".into()
-            } else {
-                "source_redacted".into()
-            },
-        };
-        let root_error = root
-            .span
-            .status
-            .as_ref()
-            .is_some_and(|st| st.code == StatusCode::Error as i32);
-        s.summary.outcome = f.outcome.unwrap_or(if root_error {
-            Outcome::Failure
-        } else {
-            Outcome::Unknown
-        });
-        s.summary.failure_class =
-            attr_str(a, keys::FAILURE_CLASS)
-                .map(str::to_owned)
-                .or_else(|| {
-                    (s.summary.outcome == Outcome::Failure)
-                        .then(|| attr_str(a, keys::ERROR_TYPE).map(str::to_owned))
-                        .flatten()
-                });
-        s.summary.spans_dropped_at_source = attr_u64(a, keys::SPANS_DROPPED).unwrap_or(0);
+        root_identity(&mut s, root, &f, w);
+        model_stack_given = root_config(&mut s, root, w);
+        root_outcome(&mut s, root, f.outcome);
     }
     if !model_stack_given {
-        s.model_stack = f
-            .observed_models
+        s.model_stack = std::mem::take(&mut f.observed_models)
             .into_iter()
             .map(|(role, model)| {
                 (
@@ -214,6 +85,156 @@ pub(crate) fn build_session(f: RunFacts, w: &mut Warnings) -> Session {
         o => Some(o == Outcome::Success),
     };
     s
+}
+
+/// What a run is without its root span: times from the spans seen, counts from assembly.
+fn base_session(f: &mut RunFacts) -> Session {
+    let (start, end) = match f.root {
+        Some(r) => (
+            r.span.start_time_unix_nano,
+            r.span.end_time_unix_nano.max(r.span.start_time_unix_nano),
+        ),
+        None => (f.min_start, f.max_end.max(f.min_start)),
+    };
+    Session {
+        schema_version: SCHEMA_VERSION.to_owned(),
+        run_id: f.trace_hex.to_owned(),
+        trace_id: f.trace_hex.to_owned(),
+        goal: f.fallback_goal.clone(),
+        goal_family: String::new(),
+        task_id: None,
+        seed: None,
+        seed_kind: None,
+        started_at: time_fmt::rfc3339_from_unix_nanos(start),
+        finished_at: time_fmt::rfc3339_from_unix_nanos(end),
+        duration_ms: (end - start) as f64 / 1e6,
+        service_name: f.fallback_service.to_owned(),
+        source: std::mem::take(&mut f.source),
+        model_stack: BTreeMap::new(),
+        runtime_config: RuntimeConfig::default(),
+        data_governance: DataGovernance {
+            redaction_policy: String::new(),
+            redaction_version: String::new(),
+            pii_scan_status: "not_redacted".into(),
+        },
+        summary: Summary {
+            outcome: Outcome::Unknown,
+            success: None,
+            step_count: f.step_count,
+            llm_calls: f.llm_calls,
+            tool_calls: f.tool_calls,
+            tool_errors: f.tool_errors,
+            input_tokens: f.input_tokens,
+            output_tokens: f.output_tokens,
+            cost_estimate_usd: f.cost_estimate_usd,
+            failure_class: None,
+            spans_dropped_at_source: 0,
+        },
+        config_hash: String::new(),
+        prompt_hash: String::new(),
+        toolset_hash: String::new(),
+        lineage: std::mem::take(&mut f.lineage),
+        root_span_seen: f.root_span_seen,
+        warnings: Vec::new(),
+    }
+}
+
+/// Goal (traj.goal, else a foreign root's input text, else the first planner's goal), goal
+/// family, task id, seed and seed kind from the root span.
+fn root_identity(s: &mut Session, root: &SpanRecord, f: &RunFacts, w: &mut Warnings) {
+    let a = &root.span.attributes;
+    s.service_name = root.service_name.to_string();
+    let foreign_goal = || {
+        crate::payloads::message_text(a, keys::GEN_AI_INPUT_MESSAGES, true)
+            .or_else(|| attr_str(a, "input.value").map(str::to_owned))
+            .filter(|g| !g.is_empty())
+    };
+    if let Some(g) = attr_str(a, keys::GOAL) {
+        s.goal = g.to_owned();
+    } else if let Some(g) = foreign_goal() {
+        s.goal = g;
+    }
+    s.goal_family = std::iter::once(keys::GOAL_FAMILY)
+        .chain(f.goal_family_keys.iter().map(String::as_str))
+        .find_map(|k| attr_str(a, k))
+        .unwrap_or_default()
+        .to_owned();
+    s.task_id = attr_str(a, keys::TASK_ID).map(str::to_owned);
+    s.seed = attr_u64(a, keys::SEED);
+    s.seed_kind = attr_str(a, keys::SEED_KIND).and_then(|k| {
+        let kind = traj_schema::session::SeedKind::parse(k);
+        if kind.is_none() {
+            w.push(format!(
+                "{}: unknown value {k:?} (fixed | random)",
+                keys::SEED_KIND
+            ));
+        }
+        kind
+    });
+}
+
+/// Hashes, model stack, runtime config and data governance from the root span; returns whether
+/// the root recorded a model stack.
+fn root_config(s: &mut Session, root: &SpanRecord, w: &mut Warnings) -> bool {
+    let a = &root.span.attributes;
+    let hex = hex::encode(&root.span.span_id);
+    s.config_hash = hash_attr(root, keys::CONFIG_HASH, &hex, w);
+    s.prompt_hash = hash_attr(root, keys::PROMPT_HASH, &hex, w);
+    s.toolset_hash = hash_attr(root, keys::TOOLSET_HASH, &hex, w);
+    let mut model_stack_given = false;
+    match attr_json::<BTreeMap<String, ModelSpec>>(a, keys::MODEL_STACK) {
+        Ok(Some(m)) => {
+            s.model_stack = m;
+            model_stack_given = true;
+        }
+        Ok(None) => {}
+        Err(e) => w.push(format!("span {hex}: {} malformed ({e})", keys::MODEL_STACK)),
+    }
+    match attr_json::<RuntimeConfig>(a, keys::RUNTIME_CONFIG) {
+        Ok(Some(c)) => s.runtime_config = c,
+        Ok(None) => {}
+        Err(e) => w.push(format!(
+            "span {hex}: {} malformed ({e})",
+            keys::RUNTIME_CONFIG
+        )),
+    }
+    let policy = attr_str(a, keys::REDACTION_POLICY).unwrap_or_default();
+    s.data_governance = DataGovernance {
+        redaction_policy: policy.to_owned(),
+        redaction_version: attr_str(a, keys::REDACTION_VERSION)
+            .unwrap_or_default()
+            .to_owned(),
+        pii_scan_status: if policy.is_empty() || policy == "none" {
+            "not_redacted".into()
+        } else {
+            "source_redacted".into()
+        },
+    };
+    model_stack_given
+}
+
+/// Outcome (assembly's, else failure when the root's status is an error), failure class and
+/// spans dropped at the source.
+fn root_outcome(s: &mut Session, root: &SpanRecord, outcome: Option<Outcome>) {
+    let a = &root.span.attributes;
+    let root_error = root
+        .span
+        .status
+        .as_ref()
+        .is_some_and(|st| st.code == StatusCode::Error as i32);
+    s.summary.outcome = outcome.unwrap_or(if root_error {
+        Outcome::Failure
+    } else {
+        Outcome::Unknown
+    });
+    s.summary.failure_class = attr_str(a, keys::FAILURE_CLASS)
+        .map(str::to_owned)
+        .or_else(|| {
+            (s.summary.outcome == Outcome::Failure)
+                .then(|| attr_str(a, keys::ERROR_TYPE).map(str::to_owned))
+                .flatten()
+        });
+    s.summary.spans_dropped_at_source = attr_u64(a, keys::SPANS_DROPPED).unwrap_or(0);
 }
 
 /// The goal family of a run that recorded none: `template:` and the goal's first three words,

@@ -78,13 +78,10 @@ fn run_step(what: &str, cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn count_runs(runs: &Path) -> usize {
-    std::fs::read_dir(runs)
-        .map(|it| {
-            it.flatten()
-                .filter(|e| e.path().join("session.json").is_file())
-                .count()
-        })
+/// Finalized runs under a data directory (as `traj build` would list them).
+fn count_runs(data: &Path) -> usize {
+    traj_runs::list_runs(&[data.to_path_buf()])
+        .map(|r| r.len())
         .unwrap_or(0)
 }
 
@@ -99,15 +96,29 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
     let serve_log = dir.join("serve.log");
-
     println!(
         "traj demo: receiver → example agent (2 batches) → validate → build → report, in {}",
         dir.display()
     );
-    let log = std::fs::File::create(&serve_log)?;
+    let (mut serve, endpoint) = start_receiver(&data, &serve_log, &args.protocol)?;
+    let batches = run_batches(&agent, &endpoint, &args)?;
+    let want = (args.tasks * batches) as usize;
+    wait_for_runs(&data, want, &serve_log)?;
+    terminate(&mut serve.0);
+    println!("receiver: {want} runs finalized, stopped");
+    let ds = dir.join("datasets");
+    let report = dir.join("report");
+    convert(&data, &ds, &report, args.seed)?;
+    print_summary(started, &data, &ds, &report, &serve_log);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts `traj serve` on free loopback ports; returns it and the endpoint for `protocol`.
+fn start_receiver(data: &Path, serve_log: &Path, protocol: &str) -> Result<(Serve, String)> {
+    let log = std::fs::File::create(serve_log)?;
     let child = Command::new(traj()?)
         .args(["serve", "--data-dir"])
-        .arg(&data)
+        .arg(data)
         .args([
             "--grpc",
             "127.0.0.1:0",
@@ -141,39 +152,35 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let key = if args.protocol == "grpc" {
-        "grpc"
-    } else {
-        "http"
-    };
+    let key = if protocol == "grpc" { "grpc" } else { "http" };
     let addr = info
         .get(key)
         .and_then(|v| v.as_str())
         .context("receiver.json lacks the listen address")?;
-    let endpoint = format!("http://{addr}");
     println!(
         "receiver: grpc={} http={} (log: {})",
         info["grpc"],
         info["http"],
         serve_log.display()
     );
+    Ok((serve, format!("http://{addr}")))
+}
 
-    // Two configurations: same tasks, different model tag and failure rate.
-    let batches = [
-        ("baseline", "0.3", args.seed),
-        ("candidate", "0.7", args.seed),
-    ];
-    for (tag, failure_rate, seed) in batches {
+/// Two configurations of the example agent on the same tasks (different model tag and failure
+/// rate); returns how many batches ran.
+fn run_batches(agent: &Path, endpoint: &str, args: &Args) -> Result<u64> {
+    let batches = [("baseline", "0.3"), ("candidate", "0.7")];
+    for (tag, failure_rate) in batches {
         run_step(
             &format!("agent batch {tag}"),
-            Command::new(&agent)
+            Command::new(agent)
                 .args([
                     "--tasks",
                     &args.tasks.to_string(),
                     "--seed",
-                    &seed.to_string(),
+                    &args.seed.to_string(),
                 ])
-                .args(["--endpoint", &endpoint, "--protocol", &args.protocol])
+                .args(["--endpoint", endpoint, "--protocol", &args.protocol])
                 .args([
                     "--concurrency",
                     "4",
@@ -185,82 +192,98 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 .args(["--service-name", &format!("demo-agent-{tag}")]),
         )?;
     }
+    Ok(batches.len() as u64)
+}
 
-    // Wait until every run is finalized (root ended + grace period), then stop the receiver.
-    let want = (args.tasks * batches.len() as u64) as usize;
-    let runs_dir = data.join("runs");
+/// Waits until every run is finalized (root ended + grace period).
+fn wait_for_runs(data: &Path, want: usize, serve_log: &Path) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
-    while count_runs(&runs_dir) < want {
+    while count_runs(data) < want {
         if Instant::now() > deadline {
             bail!(
                 "only {} of {want} runs finalized after 120 s; see {}",
-                count_runs(&runs_dir),
+                count_runs(data),
                 serve_log.display()
             );
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    terminate(&mut serve.0);
-    println!("receiver: {want} runs finalized, stopped");
+    Ok(())
+}
 
-    let ds = dir.join("datasets");
-    let report = dir.join("report");
+/// `traj validate`, `traj build` and `traj report` on the runs.
+fn convert(data: &Path, ds: &Path, report: &Path, seed: u64) -> Result<()> {
     run_step(
         "validate",
         Command::new(traj()?)
             .args(["validate", "--quiet"])
-            .arg(&data),
+            .arg(data),
     )?;
     run_step(
         "build",
         Command::new(traj()?)
             .arg("build")
             .arg("--runs")
-            .arg(&data)
+            .arg(data)
             .arg("--out")
-            .arg(&ds)
-            .args(["--seed", &args.seed.to_string()]),
+            .arg(ds)
+            .args(["--seed", &seed.to_string()]),
     )?;
     run_step(
         "report",
         Command::new(traj()?)
             .arg("report")
             .arg("--runs")
-            .arg(&data)
+            .arg(data)
             .arg("--out")
-            .arg(&report),
-    )?;
+            .arg(report),
+    )
+}
 
+fn print_summary(started: Instant, data: &Path, ds: &Path, report: &Path, serve_log: &Path) {
     println!(
         "\ntraj demo finished in {:.1} s. Where everything went:",
         started.elapsed().as_secs_f64()
     );
-    println!("  raw spans (append-only)   {}", data.join("raw").display());
-    println!(
-        "  runs                      {}/<run_id>/{{session.json,events.jsonl}}",
-        runs_dir.display()
-    );
-    println!(
-        "  datasets                  {}/{{train,validation,test}}/*.jsonl",
-        ds.display()
-    );
-    println!(
-        "  dataset report            {} , {}",
-        ds.join("report.md").display(),
-        ds.join("report.json").display()
-    );
-    println!(
-        "  manifest                  {}",
-        ds.join("manifest.json").display()
-    );
-    println!(
-        "  role metrics              {}",
-        report.join("metrics.json").display()
-    );
-    println!(
-        "  dashboard                 {}",
-        report.join("dashboard.html").display()
-    );
-    println!("  receiver log              {}", serve_log.display());
-    Ok(ExitCode::SUCCESS)
+    let rows = [
+        (
+            "raw spans (append-only)",
+            data.join("raw").display().to_string(),
+        ),
+        (
+            "runs",
+            format!(
+                "{}/<run_id>/{{{},{}}}",
+                data.join("runs").display(),
+                traj_runs::SESSION_FILE,
+                traj_runs::EVENTS_FILE
+            ),
+        ),
+        (
+            "datasets",
+            format!("{}/{{train,validation,test}}/*.jsonl", ds.display()),
+        ),
+        (
+            "dataset report",
+            format!(
+                "{} , {}",
+                ds.join("report.md").display(),
+                ds.join("report.json").display()
+            ),
+        ),
+        ("dataset card", ds.join("README.md").display().to_string()),
+        ("manifest", ds.join("manifest.json").display().to_string()),
+        (
+            "role metrics",
+            report.join("metrics.json").display().to_string(),
+        ),
+        (
+            "dashboard",
+            report.join("dashboard.html").display().to_string(),
+        ),
+        ("receiver log", serve_log.display().to_string()),
+    ];
+    for (what, where_) in rows {
+        println!("  {what:<25} {where_}");
+    }
 }

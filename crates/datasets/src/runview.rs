@@ -134,158 +134,29 @@ impl<'a> RunIndex<'a> {
     pub fn new(session: &'a Session, events: &'a [Event], labels: &Labels) -> RunIndex<'a> {
         let mut order: Vec<&'a Event> = events.iter().collect();
         order.sort_by(|a, b| (a.time_unix_nano, &a.event_id).cmp(&(b.time_unix_nano, &b.event_id)));
-        let by_id: BTreeMap<&str, &'a Event> =
-            order.iter().map(|e| (e.event_id.as_str(), *e)).collect();
-
-        let mut stages: Vec<Stage<'a>> = Vec::new();
-        let mut slot: BTreeMap<&'a str, usize> = BTreeMap::new();
-        let mut tool_slot: BTreeMap<&'a str, (usize, usize)> = BTreeMap::new();
-        let mut labels_used = BTreeSet::new();
-        let mut end = None;
-        let mut errors = Vec::new();
-
-        for e in &order {
-            let sid = e.span_id.as_str();
-            match &e.payload {
-                Payload::PlannerInput(p) => {
-                    let i = plan_slot(&mut stages, &mut slot, sid, e.step);
-                    if let Stage::Plan(s) = &mut stages[i] {
-                        s.input = Some((e, p));
-                    }
-                }
-                Payload::PlannerOutput(p) => {
-                    let i = plan_slot(&mut stages, &mut slot, sid, e.step);
-                    if let Stage::Plan(s) = &mut stages[i] {
-                        s.output = Some((e, p));
-                    }
-                }
-                Payload::WorkerInput(p) => {
-                    let i = work_slot(&mut stages, &mut slot, sid, e.step);
-                    if let Stage::Work(s) = &mut stages[i] {
-                        s.input = Some((e, p));
-                    }
-                }
-                Payload::WorkerAction(p) => {
-                    let i = work_slot(&mut stages, &mut slot, sid, e.step);
-                    let mut action = p.clone();
-                    let mut label = None;
-                    if let Some((k, patch)) = labels.action_for(&e.event_id, sid) {
-                        apply_action_patch(&mut action, &patch);
-                        labels_used.insert(k.clone());
-                        label = Some(k);
-                    }
-                    if let Stage::Work(s) = &mut stages[i] {
-                        s.action = Some((e, action));
-                        s.action_label = label;
-                    }
-                }
-                Payload::WorkerOutput(p) => {
-                    let i = work_slot(&mut stages, &mut slot, sid, e.step);
-                    if let Stage::Work(s) = &mut stages[i] {
-                        s.output = Some((e, p));
-                    }
-                }
-                Payload::WorkerToolCall(p) => {
-                    // The worker is the span of the nearest worker-role ancestor event.
-                    let owner = ancestor_worker_span(e, &by_id).unwrap_or(sid);
-                    let i = work_slot(&mut stages, &mut slot, owner, e.step);
-                    if let Stage::Work(s) = &mut stages[i] {
-                        tool_slot.insert(sid, (i, s.tools.len()));
-                        s.tools.push(ToolExec {
-                            span_id: sid,
-                            call: (e, p),
-                            result: None,
-                        });
-                    }
-                }
-                Payload::WorkerToolResult(p) => {
-                    if let Some((i, j)) = tool_slot.get(sid).copied() {
-                        if let Stage::Work(s) = &mut stages[i] {
-                            s.tools[j].result = Some((e, p));
-                        }
-                    }
-                }
-                Payload::EnvObservation(p) => {
-                    let owner = match tool_slot.get(sid) {
-                        Some((i, _)) => Some(*i),
-                        None => slot.get(sid).copied(),
-                    };
-                    if let Some(i) = owner {
-                        if let Stage::Work(s) = &mut stages[i] {
-                            s.observations.push((e, p));
-                        }
-                    }
-                }
-                Payload::VerifierInput(p) => {
-                    let i = verify_slot(&mut stages, &mut slot, sid, e.step);
-                    if let Stage::Verify(s) = &mut stages[i] {
-                        s.input = Some((e, p));
-                    }
-                }
-                Payload::VerifierOutput(p) => {
-                    let i = verify_slot(&mut stages, &mut slot, sid, e.step);
-                    if let Stage::Verify(s) = &mut stages[i] {
-                        s.output = Some((e, p));
-                        s.verdict = Some(p.verdict);
-                        s.feedback = p.feedback.clone();
-                        if let Some((k, o)) = labels.verdict_for(&e.event_id, sid) {
-                            s.verdict = Some(o.verdict);
-                            if let Some(f) = o.feedback {
-                                s.feedback = f;
-                            }
-                            labels_used.insert(k.clone());
-                            s.label = Some(k);
-                        }
-                    }
-                }
-                Payload::EpisodeEnd(_) => end = Some(*e),
-                Payload::EpisodeError(_) => errors.push(*e),
-                Payload::LlmCall(call) => {
-                    // Under the input event of the step that made it.
-                    let owner = e
-                        .parent_event_id
-                        .as_deref()
-                        .and_then(|p| by_id.get(p))
-                        .map(|p| p.span_id.as_str());
-                    if let Some(i) = owner.and_then(|o| slot.get(o).copied()) {
-                        stage_llm_calls(&mut stages[i]).push((e, call));
-                    }
-                }
-                Payload::OrchestratorTransition(_) => {}
-            }
-        }
-
-        let (mut outcome, mut failure_class) = match end.map(|e| &e.payload) {
-            Some(Payload::EpisodeEnd(p)) => (p.outcome, p.failure_class.clone()),
-            _ => (
-                session.summary.outcome,
-                session.summary.failure_class.clone(),
-            ),
+        let mut ix = Indexer {
+            labels,
+            by_id: order.iter().map(|e| (e.event_id.as_str(), *e)).collect(),
+            stages: Vec::new(),
+            slot: BTreeMap::new(),
+            tool_slot: BTreeMap::new(),
+            labels_used: BTreeSet::new(),
+            end: None,
+            errors: Vec::new(),
         };
-        let mut outcome_label = None;
-        let root_span = end.map(|e| e.span_id.as_str()).unwrap_or("");
-        let end_id = end.map(|e| e.event_id.as_str()).unwrap_or("");
-        if let Some((k, o)) = labels.outcome_for(end_id, root_span) {
-            if o != outcome {
-                failure_class = match o {
-                    Outcome::Success => None,
-                    _ => Some("human_label".to_string()),
-                };
-            }
-            outcome = o;
-            labels_used.insert(k.clone());
-            outcome_label = Some(k);
+        for e in &order {
+            ix.add(e);
         }
-
+        let (outcome, failure_class, outcome_label) = ix.final_outcome(session);
         RunIndex {
             session,
-            stages,
-            end,
-            errors,
+            stages: ix.stages,
+            end: ix.end,
+            errors: ix.errors,
             outcome,
             failure_class,
             outcome_label,
-            labels_used,
+            labels_used: ix.labels_used,
         }
     }
 
@@ -349,6 +220,179 @@ impl<'a> RunIndex<'a> {
 }
 
 /// Index of the stage of span `sid`, created by `make` the first time the span is seen.
+/// Builds the stages of a run, one event at a time in time order.
+struct Indexer<'a, 'l> {
+    labels: &'l Labels,
+    by_id: BTreeMap<&'a str, &'a Event>,
+    stages: Vec<Stage<'a>>,
+    /// Stage of each planner / worker / verifier span.
+    slot: BTreeMap<&'a str, usize>,
+    /// (stage, tool index) of each tool span.
+    tool_slot: BTreeMap<&'a str, (usize, usize)>,
+    labels_used: BTreeSet<String>,
+    end: Option<&'a Event>,
+    errors: Vec<&'a Event>,
+}
+
+impl<'a> Indexer<'a, '_> {
+    fn add(&mut self, e: &'a Event) {
+        let sid = e.span_id.as_str();
+        match &e.payload {
+            Payload::PlannerInput(p) => {
+                if let Stage::Plan(s) = self.plan(sid, e.step) {
+                    s.input = Some((e, p));
+                }
+            }
+            Payload::PlannerOutput(p) => {
+                if let Stage::Plan(s) = self.plan(sid, e.step) {
+                    s.output = Some((e, p));
+                }
+            }
+            Payload::WorkerInput(p) => {
+                if let Stage::Work(s) = self.work(sid, e.step) {
+                    s.input = Some((e, p));
+                }
+            }
+            Payload::WorkerAction(p) => self.add_action(e, p),
+            Payload::WorkerOutput(p) => {
+                if let Stage::Work(s) = self.work(sid, e.step) {
+                    s.output = Some((e, p));
+                }
+            }
+            Payload::WorkerToolCall(p) => self.add_tool_call(e, p),
+            Payload::WorkerToolResult(p) => {
+                if let Some((i, j)) = self.tool_slot.get(sid).copied() {
+                    if let Stage::Work(s) = &mut self.stages[i] {
+                        s.tools[j].result = Some((e, p));
+                    }
+                }
+            }
+            Payload::EnvObservation(p) => {
+                let owner = match self.tool_slot.get(sid) {
+                    Some((i, _)) => Some(*i),
+                    None => self.slot.get(sid).copied(),
+                };
+                if let Some(Stage::Work(s)) = owner.map(|i| &mut self.stages[i]) {
+                    s.observations.push((e, p));
+                }
+            }
+            Payload::VerifierInput(p) => {
+                if let Stage::Verify(s) = self.verify(sid, e.step) {
+                    s.input = Some((e, p));
+                }
+            }
+            Payload::VerifierOutput(p) => self.add_verdict(e, p),
+            Payload::EpisodeEnd(_) => self.end = Some(e),
+            Payload::EpisodeError(_) => self.errors.push(e),
+            Payload::LlmCall(call) => {
+                // Under the input event of the step that made it.
+                let owner = e
+                    .parent_event_id
+                    .as_deref()
+                    .and_then(|p| self.by_id.get(p))
+                    .map(|p| p.span_id.as_str());
+                if let Some(i) = owner.and_then(|o| self.slot.get(o).copied()) {
+                    stage_llm_calls(&mut self.stages[i]).push((e, call));
+                }
+            }
+            Payload::OrchestratorTransition(_) => {}
+        }
+    }
+
+    fn plan(&mut self, sid: &'a str, step: u32) -> &mut Stage<'a> {
+        let i = plan_slot(&mut self.stages, &mut self.slot, sid, step);
+        &mut self.stages[i]
+    }
+
+    fn work(&mut self, sid: &'a str, step: u32) -> &mut Stage<'a> {
+        let i = work_slot(&mut self.stages, &mut self.slot, sid, step);
+        &mut self.stages[i]
+    }
+
+    fn verify(&mut self, sid: &'a str, step: u32) -> &mut Stage<'a> {
+        let i = verify_slot(&mut self.stages, &mut self.slot, sid, step);
+        &mut self.stages[i]
+    }
+
+    /// The worker's action, with a human correction applied.
+    fn add_action(&mut self, e: &'a Event, p: &WorkerAction) {
+        let sid = e.span_id.as_str();
+        let mut action = p.clone();
+        let mut label = None;
+        if let Some((k, patch)) = self.labels.action_for(&e.event_id, sid) {
+            apply_action_patch(&mut action, &patch);
+            self.labels_used.insert(k.clone());
+            label = Some(k);
+        }
+        if let Stage::Work(s) = self.work(sid, e.step) {
+            s.action = Some((e, action));
+            s.action_label = label;
+        }
+    }
+
+    /// A tool call belongs to the span of the nearest worker-role ancestor event.
+    fn add_tool_call(&mut self, e: &'a Event, p: &'a WorkerToolCall) {
+        let sid = e.span_id.as_str();
+        let owner = ancestor_worker_span(e, &self.by_id).unwrap_or(sid);
+        let i = work_slot(&mut self.stages, &mut self.slot, owner, e.step);
+        if let Stage::Work(s) = &mut self.stages[i] {
+            self.tool_slot.insert(sid, (i, s.tools.len()));
+            s.tools.push(ToolExec {
+                span_id: sid,
+                call: (e, p),
+                result: None,
+            });
+        }
+    }
+
+    /// The verifier's verdict, with a human correction applied.
+    fn add_verdict(&mut self, e: &'a Event, p: &'a VerifierOutput) {
+        let sid = e.span_id.as_str();
+        let label = self.labels.verdict_for(&e.event_id, sid);
+        let mut used = None;
+        if let Stage::Verify(s) = self.verify(sid, e.step) {
+            s.output = Some((e, p));
+            s.verdict = Some(p.verdict);
+            s.feedback = p.feedback.clone();
+            if let Some((k, o)) = label {
+                s.verdict = Some(o.verdict);
+                if let Some(f) = o.feedback {
+                    s.feedback = f;
+                }
+                s.label = Some(k.clone());
+                used = Some(k);
+            }
+        }
+        self.labels_used.extend(used);
+    }
+
+    /// Final outcome and failure class: a human label, else `episode_end`, else the summary.
+    fn final_outcome(&mut self, session: &Session) -> (Outcome, Option<String>, Option<String>) {
+        let (mut outcome, mut failure_class) = match self.end.map(|e| &e.payload) {
+            Some(Payload::EpisodeEnd(p)) => (p.outcome, p.failure_class.clone()),
+            _ => (
+                session.summary.outcome,
+                session.summary.failure_class.clone(),
+            ),
+        };
+        let root_span = self.end.map(|e| e.span_id.as_str()).unwrap_or("");
+        let end_id = self.end.map(|e| e.event_id.as_str()).unwrap_or("");
+        let mut outcome_label = None;
+        if let Some((k, o)) = self.labels.outcome_for(end_id, root_span) {
+            if o != outcome {
+                failure_class = match o {
+                    Outcome::Success => None,
+                    _ => Some("human_label".to_string()),
+                };
+            }
+            outcome = o;
+            self.labels_used.insert(k.clone());
+            outcome_label = Some(k);
+        }
+        (outcome, failure_class, outcome_label)
+    }
+}
+
 fn stage_llm_calls<'s, 'a>(s: &'s mut Stage<'a>) -> &'s mut Vec<LlmCallRef<'a>> {
     match s {
         Stage::Plan(p) => &mut p.llm_calls,

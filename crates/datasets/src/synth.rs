@@ -655,306 +655,386 @@ fn build_scenario(
     rng: &mut SplitMix64,
 ) -> (Session, Vec<Event>) {
     let mut b = RunBuilder::new(key, goal, fam.name);
-    {
-        let s = b.session_mut();
-        s.task_id = Some(format!("{}-{}", fam.name, key % 1000));
-        // A third of the corpus as if collected with random seeds (the seed plan asks for both).
-        s.seed_kind = Some(if key.is_multiple_of(3) {
-            traj_schema::SeedKind::Random
-        } else {
-            traj_schema::SeedKind::Fixed
-        });
-        s.runtime_config
-            .extra
-            .insert("tools".into(), tool_schemas(fam));
-        s.config_hash = if config_b {
-            "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb".into()
-        } else {
-            "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".into()
-        };
-        if config_b {
-            s.model_stack.insert(
-                "planner".into(),
-                ModelSpec {
-                    model: "synth-model-2".into(),
-                    params: BTreeMap::new(),
-                },
-            );
-        }
-    }
-    let tools: Vec<String> = fam.tools.iter().map(|(t, _)| t.to_string()).collect();
-    let plan: Vec<PlanStep> = fam
-        .tools
-        .iter()
-        .enumerate()
-        .map(|(i, (t, _))| PlanStep {
-            index: i as u32,
-            description: format!("use {t} for: {goal}"),
-            tool: Some(t.to_string()),
-        })
-        .collect();
-    let mask: BTreeMap<String, bool> = tools.iter().map(|t| (t.clone(), true)).collect();
-    let confidence = if config_b {
-        None
-    } else {
-        Some(0.5 + rng.unit() / 2.0)
-    };
-    let planner_in = |history: Vec<String>, replan: Option<String>| PlannerInput {
-        goal: goal.into(),
-        observation: json!({"cwd": "/workspace", "files": 3 + key % 5}),
-        history,
-        tool_mask: mask.clone(),
-        replan_reason: replan,
-    };
-    let planner_out = |p: Vec<PlanStep>, why: &str| PlannerOutput {
-        plan: p,
-        rationale: why.into(),
-        confidence,
-        llm_calls: vec![],
-    };
-    let (t0, a0) = fam.tools[0];
-    let (t1, a1) = fam.tools[fam.tools.len() - 1];
-    let args = |a: &str, v: &str| json!({a: v});
-    let winput = |idx: u32, fails: Vec<FailureNote>| WorkerInput {
-        plan_step: Some(idx),
-        current_step: plan
-            .get(idx as usize)
-            .map(|p| p.description.clone())
-            .unwrap_or_default(),
-        env_state: json!({"step": idx, "cwd": "/workspace"}),
-        allowed_tools: tools.clone(),
-        prior_failures: fails,
-    };
-    let action = |tool: &str, a: Value, why: &str| WorkerAction {
-        action: "tool_call".into(),
-        tool: Some(tool.into()),
-        arguments: a,
-        reasoning: why.into(),
-    };
-    let wout = |ok: bool, summary: &str, class: Option<&str>, retries: u32| WorkerOutput {
-        status: if ok {
-            ToolStatus::Ok
-        } else {
-            ToolStatus::Error
-        },
-        summary: summary.into(),
-        error_class: class.map(String::from),
-        retries,
-        llm_calls: vec![],
-    };
-    let vin = |done: u32, traces: Vec<String>, met: bool| VerifierInput {
-        plan_progress: PlanProgress {
-            completed: done,
-            total: plan.len() as u32,
-        },
-        action_traces: traces,
-        evidence: json!({"goal_met": met, "checks": done}),
-    };
-    let vout = |v: Verdict, fb: &str, risks: Vec<String>| VerifierOutput {
-        verdict: v,
-        feedback: fb.into(),
-        risk_flags: risks,
-        confidence: Some(0.8),
-        llm_calls: vec![],
-    };
-    let mut ok_attempt = |tool: &str, a: Value| {
-        let mut t = ToolAttempt::ok(tool, a, json!({"rows": 1 + rng.below(20)}));
-        t.observation = Some(json!({"changed": true}));
-        t
-    };
-
+    describe_session(b.session_mut(), key, fam, config_b);
+    let kit = Kit::new(key, goal, fam, config_b, rng);
     b.plan(
         0,
-        planner_in(vec![], None),
-        planner_out(plan.clone(), "follow the tools in order"),
+        kit.planner_in(vec![], None),
+        kit.planner_out(kit.plan.clone(), "follow the tools in order"),
     );
     match scenario {
-        Scenario::Clean | Scenario::MissedStop => {
-            let at = ok_attempt(t0, args(a0, "input"));
-            b.work(
-                0,
-                winput(0, vec![]),
-                action(t0, args(a0, "input"), "start with the first tool"),
-                vec![at],
-                wout(true, "first step done", None, 0),
-            );
-            let met = scenario == Scenario::MissedStop;
-            b.verify(
-                0,
-                vin(1, vec![format!("{t0} ok")], met),
-                vout(Verdict::Continue, "keep going", vec![]),
-            );
-            let at = ok_attempt(t1, args(a1, "output"));
-            b.work(
-                1,
-                winput(1, vec![]),
-                action(t1, args(a1, "output"), "finish with the last tool"),
-                vec![at],
-                wout(true, "all steps done", None, 0),
-            );
-            b.verify(
-                1,
-                vin(2, vec![format!("{t0} ok"), format!("{t1} ok")], true),
-                vout(Verdict::End, "goal met", vec![]),
-            );
-            b.finish(Outcome::Success, None)
-        }
-        Scenario::RetryRecovery => {
-            let bad = ToolAttempt::err(t0, args(a0, "input"), "timeout");
-            let good = ok_attempt(t0, args(a0, "input"));
-            b.work(
-                0,
-                winput(0, vec![]),
-                action(t0, args(a0, "input"), "run the tool"),
-                vec![bad, good],
-                wout(true, "done after a retry", None, 1),
-            );
-            b.verify(
-                0,
-                vin(2, vec![format!("{t0} timeout, retried ok")], true),
-                vout(Verdict::End, "goal met after retry", vec![]),
-            );
-            b.finish(Outcome::Success, None)
-        }
-        Scenario::ReplanRecovery => {
-            let bad = ToolAttempt::err(t0, args(a0, "missing"), "not_found");
-            b.work(
-                0,
-                winput(0, vec![]),
-                action(t0, args(a0, "missing"), "try the obvious target"),
-                vec![bad],
-                wout(false, "target not found", Some("not_found"), 0),
-            );
-            b.verify(
-                0,
-                vin(0, vec![format!("{t0} not_found")], false),
-                vout(
-                    Verdict::Replan,
-                    "the target does not exist; find it first",
-                    vec!["wrong_target".into()],
-                ),
-            );
-            let mut p2 = plan.clone();
-            p2.insert(
-                0,
-                PlanStep {
-                    index: 0,
-                    description: "locate the right target".into(),
-                    tool: Some(t1.into()),
-                },
-            );
-            for (i, p) in p2.iter_mut().enumerate() {
-                p.index = i as u32;
-            }
-            b.plan(
-                1,
-                planner_in(
-                    vec!["step 0: not_found".into()],
-                    Some("the target does not exist".into()),
-                ),
-                planner_out(p2, "locate first, then act"),
-            );
-            let fail = FailureNote {
-                tool: Some(t0.into()),
-                error_class: "not_found".into(),
-                message: "no such target".into(),
-            };
-            let at = ok_attempt(t1, args(a1, "located"));
-            b.work(
-                1,
-                winput(0, vec![fail]),
-                action(
-                    t1,
-                    args(a1, "located"),
-                    "locate the target, avoiding the failed path",
-                ),
-                vec![at],
-                wout(true, "located and done", None, 0),
-            );
-            b.verify(
-                1,
-                vin(2, vec![format!("{t1} ok")], true),
-                vout(Verdict::End, "goal met", vec![]),
-            );
-            b.finish(Outcome::Success, None)
-        }
-        Scenario::NeedlessReplan => {
-            let at = ok_attempt(t0, args(a0, "input"));
-            b.work(
-                0,
-                winput(0, vec![]),
-                action(t0, args(a0, "input"), "start"),
-                vec![at],
-                wout(true, "first step done", None, 0),
-            );
-            b.verify(
-                0,
-                vin(1, vec![format!("{t0} ok")], false),
-                vout(
-                    Verdict::Replan,
-                    "not sure this is right, plan again",
-                    vec!["low_confidence".into()],
-                ),
-            );
-            b.plan(
-                1,
-                planner_in(vec!["step 0 ok".into()], Some("not sure".into())),
-                planner_out(plan.clone(), "the plan was fine"),
-            );
-            let at = ok_attempt(t1, args(a1, "output"));
-            b.work(
-                1,
-                winput(1, vec![]),
-                action(t1, args(a1, "output"), "continue the same plan"),
-                vec![at],
-                wout(true, "all steps done", None, 0),
-            );
-            b.verify(
-                1,
-                vin(2, vec![format!("{t1} ok")], true),
-                vout(Verdict::End, "goal met", vec![]),
-            );
-            b.finish(Outcome::Success, None)
-        }
-        Scenario::FalseStop => {
-            let at = ok_attempt(t0, args(a0, "wrong"));
-            b.work(
-                0,
-                winput(0, vec![]),
-                action(t0, args(a0, "wrong"), "this should do it"),
-                vec![at],
-                wout(true, "done (unchecked)", None, 0),
-            );
-            b.verify(
-                0,
-                vin(1, vec![format!("{t0} ok")], false),
-                vout(Verdict::End, "looks done", vec![]),
-            );
-            b.finish(Outcome::Failure, Some("false_stop"))
-        }
-        Scenario::GiveUp => {
-            let a = ToolAttempt::err(t0, args(a0, "input"), "permission_denied");
-            let c = ToolAttempt::err(t0, args(a0, "input"), "permission_denied");
-            b.work(
-                0,
-                winput(0, vec![]),
-                action(t0, args(a0, "input"), "run the tool"),
-                vec![a, c],
-                wout(false, "denied twice", Some("permission_denied"), 1),
-            );
-            b.verify(
-                0,
-                vin(0, vec![format!("{t0} permission_denied x2")], false),
-                vout(
-                    Verdict::Continue,
-                    "try again",
-                    vec!["repeated_error".into()],
-                ),
-            );
-            b.error("budget_exhausted", "step budget exhausted", true);
-            b.finish(Outcome::Aborted, Some("budget_exhausted"))
+        Scenario::Clean => clean(b, &kit, rng, false),
+        Scenario::MissedStop => clean(b, &kit, rng, true),
+        Scenario::RetryRecovery => retry_recovery(b, &kit, rng),
+        Scenario::ReplanRecovery => replan_recovery(b, &kit, rng),
+        Scenario::NeedlessReplan => needless_replan(b, &kit, rng),
+        Scenario::FalseStop => false_stop(b, &kit, rng),
+        Scenario::GiveUp => give_up(b, &kit),
+    }
+}
+
+/// Task id, seed kind, tools and the config of a synthetic run's session.
+fn describe_session(s: &mut Session, key: u64, fam: &Family, config_b: bool) {
+    s.task_id = Some(format!("{}-{}", fam.name, key % 1000));
+    // A third of the corpus as if collected with random seeds (the seed plan asks for both).
+    s.seed_kind = Some(if key.is_multiple_of(3) {
+        traj_schema::SeedKind::Random
+    } else {
+        traj_schema::SeedKind::Fixed
+    });
+    s.runtime_config
+        .extra
+        .insert("tools".into(), tool_schemas(fam));
+    s.config_hash = if config_b {
+        "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb".into()
+    } else {
+        "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".into()
+    };
+    if config_b {
+        s.model_stack.insert(
+            "planner".into(),
+            ModelSpec {
+                model: "synth-model-2".into(),
+                params: BTreeMap::new(),
+            },
+        );
+    }
+}
+
+/// The payload makers every scenario of one run shares: its goal, plan, tools and the first
+/// and last tool of its family with their argument names.
+struct Kit<'a> {
+    key: u64,
+    goal: &'a str,
+    tools: Vec<String>,
+    plan: Vec<PlanStep>,
+    confidence: Option<f64>,
+    first: (&'static str, &'static str),
+    last: (&'static str, &'static str),
+}
+
+impl<'a> Kit<'a> {
+    fn new(key: u64, goal: &'a str, fam: &Family, config_b: bool, rng: &mut SplitMix64) -> Self {
+        let plan = fam
+            .tools
+            .iter()
+            .enumerate()
+            .map(|(i, (t, _))| PlanStep {
+                index: i as u32,
+                description: format!("use {t} for: {goal}"),
+                tool: Some(t.to_string()),
+            })
+            .collect();
+        let confidence = if config_b {
+            None
+        } else {
+            Some(0.5 + rng.unit() / 2.0)
+        };
+        Kit {
+            key,
+            goal,
+            tools: fam.tools.iter().map(|(t, _)| t.to_string()).collect(),
+            plan,
+            confidence,
+            first: fam.tools[0],
+            last: fam.tools[fam.tools.len() - 1],
         }
     }
+
+    fn planner_in(&self, history: Vec<String>, replan: Option<String>) -> PlannerInput {
+        PlannerInput {
+            goal: self.goal.into(),
+            observation: json!({"cwd": "/workspace", "files": 3 + self.key % 5}),
+            history,
+            tool_mask: self.tools.iter().map(|t| (t.clone(), true)).collect(),
+            replan_reason: replan,
+        }
+    }
+
+    fn planner_out(&self, plan: Vec<PlanStep>, why: &str) -> PlannerOutput {
+        PlannerOutput {
+            plan,
+            rationale: why.into(),
+            confidence: self.confidence,
+            llm_calls: vec![],
+        }
+    }
+
+    fn args(arg: &str, v: &str) -> Value {
+        json!({arg: v})
+    }
+
+    fn worker_in(&self, idx: u32, fails: Vec<FailureNote>) -> WorkerInput {
+        WorkerInput {
+            plan_step: Some(idx),
+            current_step: self
+                .plan
+                .get(idx as usize)
+                .map(|p| p.description.clone())
+                .unwrap_or_default(),
+            env_state: json!({"step": idx, "cwd": "/workspace"}),
+            allowed_tools: self.tools.clone(),
+            prior_failures: fails,
+        }
+    }
+
+    fn action(tool: &str, arguments: Value, why: &str) -> WorkerAction {
+        WorkerAction {
+            action: "tool_call".into(),
+            tool: Some(tool.into()),
+            arguments,
+            reasoning: why.into(),
+        }
+    }
+
+    fn worker_out(ok: bool, summary: &str, class: Option<&str>, retries: u32) -> WorkerOutput {
+        WorkerOutput {
+            status: if ok {
+                ToolStatus::Ok
+            } else {
+                ToolStatus::Error
+            },
+            summary: summary.into(),
+            error_class: class.map(String::from),
+            retries,
+            llm_calls: vec![],
+        }
+    }
+
+    fn verifier_in(&self, done: u32, traces: Vec<String>, met: bool) -> VerifierInput {
+        VerifierInput {
+            plan_progress: PlanProgress {
+                completed: done,
+                total: self.plan.len() as u32,
+            },
+            action_traces: traces,
+            evidence: json!({"goal_met": met, "checks": done}),
+        }
+    }
+
+    fn verdict(v: Verdict, feedback: &str, risks: Vec<String>) -> VerifierOutput {
+        VerifierOutput {
+            verdict: v,
+            feedback: feedback.into(),
+            risk_flags: risks,
+            confidence: Some(0.8),
+            llm_calls: vec![],
+        }
+    }
+
+    fn ok_attempt(tool: &str, arguments: Value, rng: &mut SplitMix64) -> ToolAttempt {
+        let mut t = ToolAttempt::ok(tool, arguments, json!({"rows": 1 + rng.below(20)}));
+        t.observation = Some(json!({"changed": true}));
+        t
+    }
+}
+
+/// Two clean steps and `end`; with `missed_stop`, the first verdict is `continue` although the
+/// goal was already met.
+fn clean(
+    mut b: RunBuilder,
+    k: &Kit,
+    rng: &mut SplitMix64,
+    missed_stop: bool,
+) -> (Session, Vec<Event>) {
+    let ((t0, a0), (t1, a1)) = (k.first, k.last);
+    let at = Kit::ok_attempt(t0, Kit::args(a0, "input"), rng);
+    b.work(
+        0,
+        k.worker_in(0, vec![]),
+        Kit::action(t0, Kit::args(a0, "input"), "start with the first tool"),
+        vec![at],
+        Kit::worker_out(true, "first step done", None, 0),
+    );
+    b.verify(
+        0,
+        k.verifier_in(1, vec![format!("{t0} ok")], missed_stop),
+        Kit::verdict(Verdict::Continue, "keep going", vec![]),
+    );
+    let at = Kit::ok_attempt(t1, Kit::args(a1, "output"), rng);
+    b.work(
+        1,
+        k.worker_in(1, vec![]),
+        Kit::action(t1, Kit::args(a1, "output"), "finish with the last tool"),
+        vec![at],
+        Kit::worker_out(true, "all steps done", None, 0),
+    );
+    b.verify(
+        1,
+        k.verifier_in(2, vec![format!("{t0} ok"), format!("{t1} ok")], true),
+        Kit::verdict(Verdict::End, "goal met", vec![]),
+    );
+    b.finish(Outcome::Success, None)
+}
+
+/// A timeout, retried with success in the same worker step.
+fn retry_recovery(mut b: RunBuilder, k: &Kit, rng: &mut SplitMix64) -> (Session, Vec<Event>) {
+    let (t0, a0) = k.first;
+    let bad = ToolAttempt::err(t0, Kit::args(a0, "input"), "timeout");
+    let good = Kit::ok_attempt(t0, Kit::args(a0, "input"), rng);
+    b.work(
+        0,
+        k.worker_in(0, vec![]),
+        Kit::action(t0, Kit::args(a0, "input"), "run the tool"),
+        vec![bad, good],
+        Kit::worker_out(true, "done after a retry", None, 1),
+    );
+    b.verify(
+        0,
+        k.verifier_in(2, vec![format!("{t0} timeout, retried ok")], true),
+        Kit::verdict(Verdict::End, "goal met after retry", vec![]),
+    );
+    b.finish(Outcome::Success, None)
+}
+
+/// A failed step, a rightful `replan`, a new plan that locates the target first, success.
+fn replan_recovery(mut b: RunBuilder, k: &Kit, rng: &mut SplitMix64) -> (Session, Vec<Event>) {
+    let ((t0, a0), (t1, a1)) = (k.first, k.last);
+    let bad = ToolAttempt::err(t0, Kit::args(a0, "missing"), "not_found");
+    b.work(
+        0,
+        k.worker_in(0, vec![]),
+        Kit::action(t0, Kit::args(a0, "missing"), "try the obvious target"),
+        vec![bad],
+        Kit::worker_out(false, "target not found", Some("not_found"), 0),
+    );
+    b.verify(
+        0,
+        k.verifier_in(0, vec![format!("{t0} not_found")], false),
+        Kit::verdict(
+            Verdict::Replan,
+            "the target does not exist; find it first",
+            vec!["wrong_target".into()],
+        ),
+    );
+    let mut p2 = k.plan.clone();
+    p2.insert(
+        0,
+        PlanStep {
+            index: 0,
+            description: "locate the right target".into(),
+            tool: Some(t1.into()),
+        },
+    );
+    for (i, p) in p2.iter_mut().enumerate() {
+        p.index = i as u32;
+    }
+    b.plan(
+        1,
+        k.planner_in(
+            vec!["step 0: not_found".into()],
+            Some("the target does not exist".into()),
+        ),
+        k.planner_out(p2, "locate first, then act"),
+    );
+    let fail = FailureNote {
+        tool: Some(t0.into()),
+        error_class: "not_found".into(),
+        message: "no such target".into(),
+    };
+    let at = Kit::ok_attempt(t1, Kit::args(a1, "located"), rng);
+    b.work(
+        1,
+        k.worker_in(0, vec![fail]),
+        Kit::action(
+            t1,
+            Kit::args(a1, "located"),
+            "locate the target, avoiding the failed path",
+        ),
+        vec![at],
+        Kit::worker_out(true, "located and done", None, 0),
+    );
+    b.verify(
+        1,
+        k.verifier_in(2, vec![format!("{t1} ok")], true),
+        Kit::verdict(Verdict::End, "goal met", vec![]),
+    );
+    b.finish(Outcome::Success, None)
+}
+
+/// A good first step, a needless `replan`, the same plan again, success.
+fn needless_replan(mut b: RunBuilder, k: &Kit, rng: &mut SplitMix64) -> (Session, Vec<Event>) {
+    let ((t0, a0), (t1, a1)) = (k.first, k.last);
+    let at = Kit::ok_attempt(t0, Kit::args(a0, "input"), rng);
+    b.work(
+        0,
+        k.worker_in(0, vec![]),
+        Kit::action(t0, Kit::args(a0, "input"), "start"),
+        vec![at],
+        Kit::worker_out(true, "first step done", None, 0),
+    );
+    b.verify(
+        0,
+        k.verifier_in(1, vec![format!("{t0} ok")], false),
+        Kit::verdict(
+            Verdict::Replan,
+            "not sure this is right, plan again",
+            vec!["low_confidence".into()],
+        ),
+    );
+    b.plan(
+        1,
+        k.planner_in(vec!["step 0 ok".into()], Some("not sure".into())),
+        k.planner_out(k.plan.clone(), "the plan was fine"),
+    );
+    let at = Kit::ok_attempt(t1, Kit::args(a1, "output"), rng);
+    b.work(
+        1,
+        k.worker_in(1, vec![]),
+        Kit::action(t1, Kit::args(a1, "output"), "continue the same plan"),
+        vec![at],
+        Kit::worker_out(true, "all steps done", None, 0),
+    );
+    b.verify(
+        1,
+        k.verifier_in(2, vec![format!("{t1} ok")], true),
+        Kit::verdict(Verdict::End, "goal met", vec![]),
+    );
+    b.finish(Outcome::Success, None)
+}
+
+/// A wrong step that the verifier wrongly ends on.
+fn false_stop(mut b: RunBuilder, k: &Kit, rng: &mut SplitMix64) -> (Session, Vec<Event>) {
+    let (t0, a0) = k.first;
+    let at = Kit::ok_attempt(t0, Kit::args(a0, "wrong"), rng);
+    b.work(
+        0,
+        k.worker_in(0, vec![]),
+        Kit::action(t0, Kit::args(a0, "wrong"), "this should do it"),
+        vec![at],
+        Kit::worker_out(true, "done (unchecked)", None, 0),
+    );
+    b.verify(
+        0,
+        k.verifier_in(1, vec![format!("{t0} ok")], false),
+        Kit::verdict(Verdict::End, "looks done", vec![]),
+    );
+    b.finish(Outcome::Failure, Some("false_stop"))
+}
+
+/// Two denied attempts, a `continue`, and the budget runs out.
+fn give_up(mut b: RunBuilder, k: &Kit) -> (Session, Vec<Event>) {
+    let (t0, a0) = k.first;
+    let a = ToolAttempt::err(t0, Kit::args(a0, "input"), "permission_denied");
+    let c = ToolAttempt::err(t0, Kit::args(a0, "input"), "permission_denied");
+    b.work(
+        0,
+        k.worker_in(0, vec![]),
+        Kit::action(t0, Kit::args(a0, "input"), "run the tool"),
+        vec![a, c],
+        Kit::worker_out(false, "denied twice", Some("permission_denied"), 1),
+    );
+    b.verify(
+        0,
+        k.verifier_in(0, vec![format!("{t0} permission_denied x2")], false),
+        Kit::verdict(
+            Verdict::Continue,
+            "try again",
+            vec!["repeated_error".into()],
+        ),
+    );
+    b.error("budget_exhausted", "step budget exhausted", true);
+    b.finish(Outcome::Aborted, Some("budget_exhausted"))
 }
 
 /// Builds one run of a given scenario (for tests that need a specific labelling case).
