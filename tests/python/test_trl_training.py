@@ -1,6 +1,7 @@
 """traj's datasets train a model with TRL: `traj demo` makes a dataset, then trl_train_check.py (run by
 the TRL venv's python, which has torch; this venv has not) trains a tiny random model on every view
-with SFTTrainer / DPOTrainer and checks the losses are finite and falling.
+with SFTTrainer / DPOTrainer / KTOTrainer, and the stepwise view (TRL 1.16 has no PRM trainer) as a
+token classifier with transformers' Trainer, and checks the losses are finite and falling.
 
 The TRL venv is made by tests/python/install-trl-venv.sh (~6 GB). Its python is `$TRAJ_TRL_PYTHON`, else
 `${TRAJ_TRL_VENV:-~/.cache/traj/trl-venv}/bin/python`. Without it these tests skip, unless
@@ -22,7 +23,11 @@ CHECK = HERE / "trl_train_check.py"
 SPLITS = ["train", "validation", "test"]
 SFT_VIEWS = ["planner_sft", "worker_sft", "verifier_sft", "worker_recovery_cases"]
 PREF_VIEW = "verifier_pref_pairs"
-VIEWS = SFT_VIEWS + [PREF_VIEW]
+KTO_VIEWS = ["verifier_kto", "worker_kto"]
+PRM_VIEW = "worker_prm"
+VIEWS = SFT_VIEWS + [PREF_VIEW] + KTO_VIEWS + [PRM_VIEW]
+TRAINER = {**{v: "sft" for v in SFT_VIEWS}, PREF_VIEW: "dpo", **{v: "kto" for v in KTO_VIEWS},
+           PRM_VIEW: "prm_token_classification"}
 
 
 def _trl_python():
@@ -60,9 +65,13 @@ def summaries(out):
     return rows
 
 
+def read_rows(ds_dir, view, split="train"):
+    path = ds_dir / split / f"{view}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
 def train_rows(ds_dir, view):
-    path = ds_dir / "train" / f"{view}.jsonl"
-    return sum(1 for line in path.read_text().splitlines() if line.strip()) if path.is_file() else 0
+    return len(read_rows(ds_dir, view))
 
 
 def assert_trained(out, ds_dir, all_rows=False):
@@ -77,15 +86,35 @@ def assert_trained(out, ds_dir, all_rows=False):
         assert n > 0, f"{ds_dir}/train/{view}.jsonl is empty"
         s = got.get(view)
         assert s, f"no summary line for {view}\n{detail}"
-        assert s["trainer"] == ("dpo" if view == PREF_VIEW else "sft"), s
+        assert s["trainer"] == TRAINER[view], s
         assert s["rows"]["train"] == n, s
-        # TRL drops an example left with nothing to learn after truncation (max_length 2048 tokens).
-        assert (s["rows"]["trained"] == n) if all_rows else (s["rows"]["trained"] > 0), s
+        # TRL drops an example left with nothing to learn after truncation (max_length 2048 tokens); KTO
+        # trains on a subset of at most 48 rows (both labels kept), so that it sees each row more than once.
+        if view in KTO_VIEWS:
+            assert 0 < s["rows"]["trained"] <= min(n, 48), s
+            if all_rows and n <= 48:
+                assert s["rows"]["trained"] == n, s
+        else:
+            assert (s["rows"]["trained"] == n) if all_rows else (s["rows"]["trained"] > 0), s
         assert s["steps"] >= 20, s
         for k in ("first_loss", "last_loss", "first_mean", "last_mean"):
             assert math.isfinite(s[k]), s
         assert s["last_mean"] < s["first_mean"], s
-        if view != PREF_VIEW:
+        rows = read_rows(ds_dir, view)
+        if view in KTO_VIEWS:
+            # Both labels, as the file has them, and both still there in what was trained.
+            want = sum(1 for r in rows if r["label"] is True)
+            assert s["labels"] == {"desirable": want, "undesirable": n - want}, s
+            assert s["labels_trained"]["desirable"] > 0 and s["labels_trained"]["undesirable"] > 0, s
+            assert sum(s["labels_trained"].values()) == s["rows"]["trained"], s
+            assert s["loss_tokens"] is None, s  # like DPO: a sequence-level loss
+        elif view == PRM_VIEW:
+            # One labelled position (the step separator) per step of every trained row.
+            assert s["loss_tokens"] == s["labels"]["good_steps"] + s["labels"]["bad_steps"] > 0, s
+            if s["rows"]["trained"] == n:
+                assert s["loss_tokens"] == sum(len(r["labels"]) for r in rows), s
+                assert s["labels"]["good_steps"] == sum(sum(1 for x in r["labels"] if x) for r in rows), s
+        elif view != PREF_VIEW:
             assert s["loss_tokens"] > 0, s
     return got
 
@@ -148,12 +177,22 @@ def _conversation(rng, i):
 
 
 def _row(rng, i, view):
-    msgs, final = _conversation(rng, i)
     row = {"metadata": {"run_id": f"r{i}", "step": rng.choice([1, "1", None])}}
+    if view == PRM_VIEW:
+        # Stepwise rows are text: steps with newlines, JSON and non-ASCII, one label per step.
+        steps = [f"{_text(rng, 4)}\n{json.dumps({'x': rng.choice([1, 'é', None])})} ünï"
+                 for _ in range(rng.randint(1, 4))]
+        row.update(prompt=f"Goal: {_text(rng, 8)}\nPlan:\n0. {_text(rng, 4)}", completions=steps,
+                   labels=[rng.random() < 0.6 for _ in steps])
+        return row
+    msgs, final = _conversation(rng, i)
     if i % 3:
         row["tools"] = [_tool(rng, i + k) for k in range(rng.randint(0, 3))]
     if view == PREF_VIEW:
         row.update(prompt=msgs, chosen=[final], rejected=[{"role": "assistant", "content": _text(rng, 5)}])
+    elif view in KTO_VIEWS:
+        # Unpaired preference: a completion that may be a text or tool calls; both labels in every split.
+        row.update(prompt=msgs, completion=[final], label=i % 3 != 1)
     else:
         row["messages"] = msgs + [final]
     return row
@@ -171,20 +210,33 @@ def write_llm_shaped_dataset(ds_dir, n_train=24, n_held=4, seed=1):
 def test_trl_trains_on_llm_shaped_rows(tmp_path, trl_python):
     """Empty/null/list content, several tool calls per assistant message, tool messages with and without
     a name, arguments as objects of clashing types or as JSON strings, missing or empty `tools`, extra
-    keys in messages: the loaders and the chat template take them all."""
+    keys in messages, KTO completions made of tool calls, stepwise steps with newlines and non-ASCII
+    text: the loaders, the chat template and the PRM tokenisation take them all."""
     ds_dir = tmp_path / "datasets"
     write_llm_shaped_dataset(ds_dir)
     assert_trained(run_check(trl_python, ds_dir, "--steps", "30"), ds_dir, all_rows=True)
 
 
-def test_trl_check_fails_clearly_on_empty_views(tmp_path, trl_python):
+def test_trl_check_fails_clearly_on_untrainable_views(tmp_path, trl_python):
+    """Empty views FAIL (worker_recovery_cases may be empty: skipped), and so does a KTO view whose train
+    split holds one label only (KTO learns from the contrast), without a crash and without training."""
     ds_dir = tmp_path / "datasets"
+    rng = random.Random(3)
     for split in SPLITS:
         (ds_dir / split).mkdir(parents=True)
         for view in VIEWS:
-            (ds_dir / split / f"{view}.jsonl").write_text("")
+            rows = []
+            if view == "worker_kto":
+                rows = [dict(_row(rng, i, view), label=True) for i in range(6)]
+            (ds_dir / split / f"{view}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = run_check(trl_python, ds_dir, timeout=300)
     assert out.returncode == 1, out.stdout + out.stderr
-    for view in ["planner_sft", "worker_sft", "verifier_sft", PREF_VIEW]:
-        assert f"FAIL {view}: " in out.stderr and "has no rows" in out.stderr, out.stderr
-    assert '"skipped"' in out.stdout  # worker_recovery_cases may be empty
+    fails = {line.split(":")[0][len("FAIL "):]: line for line in out.stderr.splitlines() if line.startswith("FAIL ")}
+    for view in VIEWS:
+        if view in ("worker_recovery_cases", "worker_kto"):
+            continue
+        assert view in fails and "has no rows" in fails[view], (view, out.stderr)
+    assert "worker_kto" in fails and "every train row is desirable (label=true)" in fails["worker_kto"], out.stderr
+    assert "KTO needs both labels" in fails["worker_kto"], out.stderr
+    assert "worker_recovery_cases" not in fails, out.stderr
+    assert summaries(out) == {"worker_recovery_cases": {"view": "worker_recovery_cases", "skipped": "no training rows"}}

@@ -3,12 +3,25 @@
     python trl_train_check.py DATASET_DIR [--steps N] [--views v1,v2] [--max-length N]
 
 DATASET_DIR is the `--out` of `traj build` (TRL format): DATASET_DIR/{train,validation,test}/<view>.jsonl.
-For each SFT view (planner_sft, worker_sft, verifier_sft, and worker_recovery_cases when it has rows) it
-trains with `SFTTrainer(assistant_only_loss=True)`, and for verifier_pref_pairs with `DPOTrainer` (explicit
-reference model). It asserts that every logged loss is finite and that the loss falls (mean of the last
-few logged losses below the mean of the first few), evaluates once on validation+test, and prints one
-JSON summary line per view on stdout. Logs go to stderr. Exit status 1 with a `FAIL` line per failing
-view, 2 on bad usage.
+Per view:
+- SFT views (planner_sft, worker_sft, verifier_sft, and worker_recovery_cases when it has rows):
+  `SFTTrainer(assistant_only_loss=True)` (prompt-completion rows: completion-only loss);
+- verifier_pref_pairs (paired preference): `DPOTrainer`, explicit reference model;
+- verifier_kto, worker_kto (unpaired preference, `label` a bool): `KTOTrainer` (`from trl import
+  KTOTrainer`, the stable API since `trl.experimental.kto` was deprecated), explicit reference model;
+  the train split must hold both labels, else the view FAILs;
+- worker_prm (stepwise supervision: `prompt`, `completions`, `labels`): TRL 1.16 has NO PRM trainer
+  (PRMTrainer was removed from TRL), so this trains a randomly initialised `LlamaForTokenClassification`
+  (num_labels=2) with a plain `transformers.Trainer`, tokenised the way TRL's former PRMTrainer did:
+  BOS + prompt tokens, then each step's tokens followed by a step separator token, the step's label at the
+  separator and -100 everywhere else. The separator is a dedicated special token (`<|step|>`), not
+  PRMTrainer's default "\n", because traj's step texts contain newlines.
+It asserts that every logged loss is finite and that the loss falls (mean of the last few logged losses
+below the mean of the first few; for KTO, whose sequential batches are the same on every pass, the mean
+over the last full pass below the mean over the first, on at most --kto-max-rows train rows so that
+there are several passes), evaluates once on validation+test, and prints one JSON summary line per view
+on stdout (`trainer`: sft, dpo, kto or prm_token_classification). Logs go to stderr. Exit status 1 with a
+`FAIL` line per failing view, 2 on bad usage.
 
 Nothing is downloaded: the tokenizer is a byte-level BPE trained here on the rows' own text, with a
 ChatML-like Jinja chat template (system/user/assistant/tool turns, several tool calls per assistant
@@ -54,11 +67,19 @@ import datasets  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 import trl  # noqa: E402
-from datasets import Dataset, Features, Json, List  # noqa: E402
+from datasets import Dataset, Features, Json, List, Value  # noqa: E402
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers  # noqa: E402
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: E402
+from transformers import (  # noqa: E402
+    DataCollatorForTokenClassification,
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlamaForTokenClassification,
+    PreTrainedTokenizerFast,
+    Trainer,
+    TrainingArguments,
+)
 from transformers.trainer_callback import PrinterCallback  # noqa: E402
-from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer  # noqa: E402
+from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer, SFTConfig, SFTTrainer  # noqa: E402
 
 datasets.disable_progress_bars()
 # Deprecation notices of the pinned stack are not findings about traj's rows.
@@ -67,11 +88,15 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 SPLITS = ["train", "validation", "test"]
 SFT_VIEWS = ["planner_sft", "worker_sft", "verifier_sft", "worker_recovery_cases"]
 PREF_VIEW = "verifier_pref_pairs"
+KTO_VIEWS = ["verifier_kto", "worker_kto"]
+PRM_VIEW = "worker_prm"
+ALL_VIEWS = SFT_VIEWS + [PREF_VIEW] + KTO_VIEWS + [PRM_VIEW]
 # Views that may be empty (a run set with no recovered tool failure has no recovery case).
 OPTIONAL_VIEWS = {"worker_recovery_cases"}
 
 BOS, EOS, PAD = "<|begin|>", "<|im_end|>", "<|pad|>"
-SPECIAL_TOKENS = [PAD, BOS, "<|im_start|>", EOS]
+STEP_SEP = "<|step|>"  # ends each step of a stepwise (PRM) row; the step's label sits on it
+SPECIAL_TOKENS = [PAD, BOS, "<|im_start|>", EOS, STEP_SEP]
 
 # ChatML-like, robust to what real agent conversations hold: content that is empty, null or a list of
 # parts; assistant messages with several tool calls (OpenAI `{"function": {...}}` or flat `{name,
@@ -211,11 +236,50 @@ def pref_rows(raw, where):
     return out
 
 
+def kto_rows(raw, where):
+    """TRL unpaired preference rows: `prompt` (messages), `completion` (one assistant turn), `label` (bool)."""
+    out = []
+    for i, row in enumerate(raw):
+        w = f"{where} row {i}"
+        prompt = check_messages(row.get("prompt"), f"{w} `prompt`")
+        completion = check_messages(row.get("completion"), f"{w} `completion`")
+        if not prompt:
+            raise CheckFailed(f"{w}: empty prompt")
+        if not completion or completion[-1]["role"] != "assistant":
+            raise CheckFailed(f"{w}: the completion must end with an assistant message")
+        if not isinstance(row.get("label"), bool):
+            raise CheckFailed(f"{w}: `label` must be a JSON boolean, got {row.get('label')!r}")
+        out.append({"prompt": prompt, "completion": completion, "label": row["label"], "tools": tools_of(row, w)})
+    return out
+
+
+def prm_rows(raw, where):
+    """TRL stepwise supervision rows (standard form): `prompt` (text), `completions` (one text per step),
+    `labels` (one bool per step)."""
+    out = []
+    for i, row in enumerate(raw):
+        w = f"{where} row {i}"
+        prompt, steps, labels = row.get("prompt"), row.get("completions"), row.get("labels")
+        if not isinstance(prompt, str):
+            raise CheckFailed(f"{w}: `prompt` must be a string (stepwise rows are in standard, text form)")
+        if not isinstance(steps, list) or not steps or not all(isinstance(x, str) for x in steps):
+            raise CheckFailed(f"{w}: `completions` must be a non-empty list of strings")
+        if not isinstance(labels, list) or not all(isinstance(x, bool) for x in labels):
+            raise CheckFailed(f"{w}: `labels` must be a list of booleans")
+        if len(labels) != len(steps):
+            raise CheckFailed(f"{w}: {len(steps)} completions but {len(labels)} labels")
+        out.append({"prompt": prompt, "completions": steps, "labels": labels})
+    return out
+
+
+ROWS_OF = {PREF_VIEW: pref_rows, PRM_VIEW: prm_rows, **{v: kto_rows for v in KTO_VIEWS}}
+
+
 def to_dataset(rows, columns):
     # Each message / tool is one JSON value (datasets' `Json` feature), as written: no dependence on
     # Arrow's inference, which makes structs of the union of keys (a message gains `tool_call_id: null`)
     # and must fall back on mixed types. `metadata` is dropped here (lineage, not training).
-    features = Features({c: List(Json()) for c in columns})
+    features = Features({c: Value("bool") if c == "label" else List(Json()) for c in columns})
     return Dataset.from_list([{c: r[c] for c in columns} for r in rows], features=features)
 
 
@@ -226,7 +290,7 @@ def load_view(ds_dir, view):
         path = ds_dir / split / f"{view}.jsonl"
         raw = read_jsonl(path)
         raw_all.extend(raw)
-        by_split[split] = pref_rows(raw, path) if view == PREF_VIEW else sft_rows(raw, path)
+        by_split[split] = ROWS_OF.get(view, sft_rows)(raw, path)
     return by_split, raw_all
 
 
@@ -243,9 +307,16 @@ def corpus_of(rows):
 
     for row in rows:
         for key in ("messages", "prompt", "completion", "chosen", "rejected"):
-            for m in row.get(key) or []:
+            value = row.get(key)
+            if isinstance(value, str):  # stepwise rows: a text prompt
+                yield value
+                continue
+            for m in value or []:
                 if isinstance(m, dict):
                     yield msg_text(m)
+        for step in row.get("completions") or []:  # stepwise rows: one text per step
+            if isinstance(step, str):
+                yield step
         for t in row.get("tools") or []:
             yield json.dumps(t.get("function", t) if isinstance(t, dict) else t)
 
@@ -268,7 +339,7 @@ def build_tokenizer(texts, vocab_size):
         bos_token=BOS,
         eos_token=EOS,
         pad_token=PAD,
-        additional_special_tokens=["<|im_start|>"],
+        additional_special_tokens=["<|im_start|>", STEP_SEP],
     )
     fast.chat_template = CHAT_TEMPLATE
     fast.padding_side = "right"
@@ -308,7 +379,7 @@ def check_template(tokenizer):
         raise CheckFailed(f"chat template self-check: prompt {prompt!r} is not a prefix of {full!r}")
 
 
-def build_model(tokenizer, seed, max_length):
+def build_model(tokenizer, seed, max_length, cls=LlamaForCausalLM, **extra):
     transformers.set_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -322,8 +393,9 @@ def build_model(tokenizer, seed, max_length):
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        **extra,
     )
-    return LlamaForCausalLM(config)
+    return cls(config)
 
 
 # --- training ----------------------------------------------------------------------------------
@@ -332,17 +404,31 @@ def logged_losses(trainer):
     return [e["loss"] for e in trainer.state.log_history if "loss" in e and "train_loss" not in e]
 
 
-def check_losses(view, losses, steps, window):
-    if len(losses) < 2 * window:
-        raise CheckFailed(f"{view}: only {len(losses)} losses logged in {steps} steps (want >= {2 * window})")
+def check_losses(view, losses, steps, window, epoch=None):
+    """The mean of the first `window` logged losses against the mean of the last `window`; or, given
+    `epoch` (the number of batches of one pass when the batches are the same every pass: KTO's sequential
+    sampling), the mean over the first pass against the mean over the last full pass, batch for batch,
+    since there one batch's loss depends more on its rows than on the step."""
+    if epoch:
+        passes = len(losses) // epoch
+        if passes < 2:
+            raise CheckFailed(f"{view}: {len(losses)} losses logged in {steps} steps: fewer than 2 passes of "
+                              f"{epoch} batches")
+        first_window, last_window = losses[:epoch], losses[(passes - 1) * epoch: passes * epoch]
+        what = f"pass 1 and pass {passes} over the same {epoch} batches"
+    else:
+        if len(losses) < 2 * window:
+            raise CheckFailed(f"{view}: only {len(losses)} losses logged in {steps} steps (want >= {2 * window})")
+        first_window, last_window = losses[:window], losses[-window:]
+        what = f"the first and the last {window} logged losses"
     bad = [(i + 1, x) for i, x in enumerate(losses) if not math.isfinite(x)]
     if bad:
         raise CheckFailed(f"{view}: non-finite loss at logged step(s) {bad[:5]}")
-    first = sum(losses[:window]) / window
-    last = sum(losses[-window:]) / window
+    first = sum(first_window) / len(first_window)
+    last = sum(last_window) / len(last_window)
     if not last < first:
-        raise CheckFailed(f"{view}: loss did not fall: mean of first {window} = {first:.4f}, "
-                          f"mean of last {window} = {last:.4f}; losses {[round(x, 4) for x in losses]}")
+        raise CheckFailed(f"{view}: loss did not fall: mean of {what}: {first:.4f} then {last:.4f}; "
+                          f"losses {[round(x, 4) for x in losses]}")
     return first, last
 
 
@@ -357,6 +443,8 @@ def common_args(out_dir, args, n_train):
         warmup_steps=0,
         weight_decay=0.0,
         max_grad_norm=1.0,
+        # TRL's configs turn it on; on a 2-layer model it only recomputes every forward (a third slower).
+        gradient_checkpointing=False,
         logging_steps=1,
         save_strategy="no",
         eval_strategy="no",
@@ -372,30 +460,113 @@ def common_args(out_dir, args, n_train):
     )
 
 
+def prm_tokenize(row, tokenizer, max_length):
+    """A stepwise row as TRL's former PRMTrainer tokenised it (standard form, no chat template): BOS +
+    prompt, then per step its tokens and the separator; the step's label (0/1) at the separator, -100
+    elsewhere. Truncated on the right to max_length."""
+    sep = tokenizer.convert_tokens_to_ids(STEP_SEP)
+    input_ids = [tokenizer.bos_token_id] + tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
+    labels = [-100] * len(input_ids)
+    for step, good in zip(row["completions"], row["labels"]):
+        ids = tokenizer(step, add_special_tokens=False)["input_ids"]
+        if sep in ids:
+            raise CheckFailed(f"a step's text holds the separator token {STEP_SEP!r}: {step!r}")
+        input_ids += ids + [sep]
+        labels += [-100] * len(ids) + [int(good)]
+    input_ids, labels = input_ids[:max_length], labels[:max_length]
+    return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels}
+
+
+def prm_dataset(rows, tokenizer, max_length):
+    tokenized = [prm_tokenize(r, tokenizer, max_length) for r in rows]
+    # A row whose every separator fell past max_length has nothing to learn (TRL's trainers drop those too).
+    kept = [t for t in tokenized if any(x != -100 for x in t["labels"])]
+    return Dataset.from_list(kept) if kept else None
+
+
+def kto_subset(rows, n):
+    """At most n rows, in file order, holding both labels in their share of the rows (at least one each)."""
+    if len(rows) <= n:
+        return rows
+    good = [i for i, r in enumerate(rows) if r["label"]]
+    bad = [i for i, r in enumerate(rows) if not r["label"]]
+    n_bad = min(len(bad), max(1, round(n * len(bad) / len(rows))))
+    keep = set(bad[:n_bad]) | set(good[: n - n_bad])
+    return [r for i, r in enumerate(rows) if i in keep]
+
+
+def kto_label_counts(rows):
+    n_true = sum(1 for r in rows if r["label"])
+    return {"desirable": n_true, "undesirable": len(rows) - n_true}
+
+
 def run_view(view, by_split, tokenizer, args, work):
     started = time.monotonic()
     is_pref = view == PREF_VIEW
+    is_kto = view in KTO_VIEWS
+    is_prm = view == PRM_VIEW
     train_rows = by_split["train"]
     prompt_completion = bool(train_rows) and "completion" in train_rows[0]
     if is_pref:
         columns = ["prompt", "chosen", "rejected", "tools"]
+    elif is_kto:
+        columns = ["prompt", "completion", "label", "tools"]
     elif prompt_completion:
         columns = ["prompt", "completion", "tools"]
     else:
         columns = ["messages", "tools"]
     held_out = (by_split["validation"] + by_split["test"])[: args.max_eval_rows]
-    train_ds = to_dataset(train_rows, columns)
-    eval_ds = to_dataset(held_out, columns) if held_out else None
-    model = build_model(tokenizer, args.seed, args.max_length)
+    extra = {}
+    if is_kto:
+        counts = kto_label_counts(train_rows)
+        if not counts["desirable"] or not counts["undesirable"]:
+            only = "desirable (label=true)" if counts["desirable"] else "undesirable (label=false)"
+            raise CheckFailed(f"{view}: every train row is {only} ({len(train_rows)} rows): KTO needs both "
+                              f"labels in {args.dataset_dir}/train/{view}.jsonl")
+        extra["labels"] = counts
+        # KTO's loss falls on rows seen more than once, not on fresh ones for every view: the KL term (the
+        # policy's log-ratio on mismatched prompt/completion pairs of the batch) cancels what the model
+        # learns about completions in general; a batch of desirable rows only stays at 0.5. Measured on
+        # worker_kto of a 120-task demo (263 train rows, 40 steps of 4, each row seen once): loss 0.500 ->
+        # 0.497. So KTO trains on at most --kto-max-rows rows, and at least two passes over them.
+        train_rows = kto_subset(train_rows, min(args.kto_max_rows, (args.steps // 2) * args.batch_size))
     out_dir = work / view
     kw = common_args(out_dir, args, len(train_rows))
-    if is_pref:
-        ref_model = copy.deepcopy(model)  # built from a config: no hub name to load a reference from
-        # keep_start (the default): TRL drops a pair whose prompt alone fills max_length.
-        config = DPOConfig(learning_rate=args.dpo_lr, beta=args.beta, **kw)
-        trainer = DPOTrainer(model=model, ref_model=ref_model, args=config, train_dataset=train_ds,
-                             eval_dataset=eval_ds, processing_class=tokenizer)
+    if is_prm:
+        max_length = kw.pop("max_length")
+        train_ds = prm_dataset(train_rows, tokenizer, max_length)
+        if train_ds is None:
+            raise CheckFailed(f"{view}: no training example left after tokenization/truncation")
+        eval_ds = prm_dataset(held_out, tokenizer, max_length) if held_out else None
+        model = build_model(tokenizer, args.seed, args.max_length, cls=LlamaForTokenClassification, num_labels=2)
+        # More rows per batch than the other views: a row holds 1-3 labelled positions, and a batch of 4
+        # rows made the logged loss too noisy to tell falling from not.
+        kw["per_device_train_batch_size"] = min(args.prm_batch_size, len(train_rows))
+        config = TrainingArguments(learning_rate=args.prm_lr, **kw)
+        trainer = Trainer(model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
+                          processing_class=tokenizer,
+                          data_collator=DataCollatorForTokenClassification(tokenizer, label_pad_token_id=-100))
+        n_steps = [sum(1 for x in t if x != -100) for t in train_ds["labels"]]
+        good = sum(sum(1 for x in t if x == 1) for t in train_ds["labels"])
+        extra["labels"] = {"good_steps": good, "bad_steps": sum(n_steps) - good}
     else:
+        train_ds = to_dataset(train_rows, columns)
+        eval_ds = to_dataset(held_out, columns) if held_out else None
+        model = build_model(tokenizer, args.seed, args.max_length)
+    if is_pref or is_kto:
+        ref_model = copy.deepcopy(model)  # built from a config: no hub name to load a reference from
+        if is_pref:
+            # keep_start (the default): TRL drops a pair whose prompt alone fills max_length.
+            config = DPOConfig(learning_rate=args.dpo_lr, beta=args.beta, **kw)
+            trainer = DPOTrainer(model=model, ref_model=ref_model, args=config, train_dataset=train_ds,
+                                 eval_dataset=eval_ds, processing_class=tokenizer)
+        else:
+            # Sequential sampling (KTOConfig's default): the KL term pairs each prompt with its neighbour's
+            # completion in a fixed-order batch. TRL drops a row whose prompt alone fills max_length.
+            config = KTOConfig(learning_rate=args.kto_lr, beta=args.beta, **kw)
+            trainer = KTOTrainer(model=model, ref_model=ref_model, args=config, train_dataset=train_ds,
+                                 eval_dataset=eval_ds, processing_class=tokenizer)
+    elif not is_prm:
         # keep_end: a long conversation loses its oldest turns, not the assistant turn it ends with.
         # Prompt-completion rows: the completion alone is learned (TRL's completion_only_loss).
         config = SFTConfig(learning_rate=args.lr, assistant_only_loss=not prompt_completion,
@@ -409,7 +580,15 @@ def run_view(view, by_split, tokenizer, args, work):
         tokens = [len(p) + max(len(c), len(r))
                   for p, c, r in zip(prepared["prompt_ids"], prepared["chosen_ids"], prepared["rejected_ids"])]
         loss_tokens = None
+    elif is_kto:
+        tokens = [len(p) + len(c) for p, c in zip(prepared["prompt_ids"], prepared["completion_ids"])]
+        loss_tokens = None
+        extra["labels_trained"] = kto_label_counts([{"label": x} for x in prepared["label"]])
+        if not all(extra["labels_trained"].values()):
+            raise CheckFailed(f"{view}: after tokenization/truncation the train split holds one label only: "
+                              f"{extra['labels_trained']}")
     else:
+        # PRM: the labelled positions are the step separators, one per step kept.
         tokens = [len(x) for x in prepared["input_ids"]]
         loss_tokens = sum(sum(1 for t in labels if t != -100) for labels in prepared["labels"])
     trained = len(prepared)
@@ -417,7 +596,9 @@ def run_view(view, by_split, tokenizer, args, work):
         raise CheckFailed(f"{view}: no training example left after tokenization/truncation")
     trainer.train()
     losses = logged_losses(trainer)
-    first_mean, last_mean = check_losses(view, losses, args.steps, args.window)
+    # KTO samples sequentially (its KL pairs are made within fixed batches): each pass has the same batches.
+    epoch = math.ceil(trained / config.per_device_train_batch_size) if is_kto else None
+    first_mean, last_mean = check_losses(view, losses, args.steps, args.window, epoch=epoch)
     eval_loss = None
     if eval_ds is not None and len(trainer.eval_dataset) > 0:
         metrics = trainer.evaluate()
@@ -426,17 +607,18 @@ def run_view(view, by_split, tokenizer, args, work):
             raise CheckFailed(f"{view}: eval loss not finite: {metrics}")
     summary = {
         "view": view,
-        "trainer": "dpo" if is_pref else "sft",
-        "rows": {"train": len(train_rows), "held_out": len(held_out), "trained": trained},
+        "trainer": "dpo" if is_pref else "kto" if is_kto else "prm_token_classification" if is_prm else "sft",
+        "rows": {"train": len(by_split["train"]), "held_out": len(held_out), "trained": trained},
         "steps": trainer.state.global_step,
         "first_loss": round(losses[0], 4),
         "last_loss": round(losses[-1], 4),
-        "first_mean": round(first_mean, 4),
+        "first_mean": round(first_mean, 4),  # KTO: over the first pass; else the first --window losses
         "last_mean": round(last_mean, 4),
         "eval_loss": None if eval_loss is None else round(eval_loss, 4),
         "max_tokens": max(tokens) if tokens else 0,
         "tokens": sum(tokens),
         "loss_tokens": loss_tokens,
+        **extra,
         "seconds": round(time.monotonic() - started, 1),
     }
     if trainer.state.global_step != args.steps:
@@ -447,13 +629,17 @@ def run_view(view, by_split, tokenizer, args, work):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("dataset_dir", type=pathlib.Path)
-    p.add_argument("--views", default=",".join(SFT_VIEWS + [PREF_VIEW]),
-                   help="comma-separated views (default: all five)")
+    p.add_argument("--views", default=",".join(ALL_VIEWS), help="comma-separated views (default: all eight)")
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--lr", type=float, default=3e-3, help="SFT learning rate")
     p.add_argument("--dpo-lr", type=float, default=1e-3)
-    p.add_argument("--beta", type=float, default=0.1, help="DPO beta")
+    p.add_argument("--kto-lr", type=float, default=1e-3)
+    p.add_argument("--kto-max-rows", type=int, default=48,
+                   help="KTO trains on at most this many train rows (both labels kept), so each is seen a few times")
+    p.add_argument("--beta", type=float, default=0.1, help="DPO and KTO beta")
+    p.add_argument("--prm-lr", type=float, default=1e-3, help="learning rate of the stepwise (PRM) classifier")
+    p.add_argument("--prm-batch-size", type=int, default=16, help="batch size of the stepwise (PRM) classifier")
     p.add_argument("--max-length", type=int, default=2048)
     p.add_argument("--vocab-size", type=int, default=2048)
     p.add_argument("--window", type=int, default=5, help="losses averaged at each end for the falling check")
@@ -466,7 +652,7 @@ def main(argv=None):
         log(f"FAIL usage: {args.dataset_dir} has no train/ directory (want the --out of `traj build`)")
         return 2
     views = [v for v in args.views.split(",") if v]
-    unknown = [v for v in views if v not in SFT_VIEWS + [PREF_VIEW]]
+    unknown = [v for v in views if v not in ALL_VIEWS]
     if unknown:
         log(f"FAIL usage: unknown view(s) {unknown}")
         return 2
