@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tonic::codec::CompressionEncoding;
 use traj_receiver::http_server::RpcStatus;
-use traj_receiver::run_manager::{RunManager, RunManagerConfig};
 use traj_receiver::ReceiverMetrics;
+use traj_receiver::{RunManager, RunManagerConfig};
 use traj_store::{RecordKind, Store, StoreConfig};
 
 async fn logs_client(addr: std::net::SocketAddr) -> LogsServiceClient<tonic::transport::Channel> {
