@@ -6,24 +6,25 @@
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
+use traj_schema::ids::{self, SpanId, TraceId};
 
 /// One span of an encoded request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EncodedSpan {
     /// Where the span's `Span` message sits in the request bytes.
     pub range: Range<usize>,
-    pub span_id: [u8; 8],
-    /// `parent_span_id` is empty.
+    pub span_id: SpanId,
+    /// The span has no parent ([`ids::is_root`]: `parent_span_id` empty or all zero).
     pub is_root: bool,
     /// `service.name` of the span's resource ("" when absent).
     pub service_name: Arc<str>,
 }
 
-/// Spans of an encoded request grouped by trace, in first-seen order; spans with a bad trace or
-/// span id are counted in `invalid_spans` and left out (as [`crate::split_by_trace`] does).
+/// Spans of an encoded request grouped by trace, in first-seen order; spans with invalid ids
+/// ([`ids::span_ids_problem`]) are counted in `invalid_spans` and left out (as [`crate::split_by_trace`] does).
 #[derive(Debug, Default)]
 pub struct EncodedTraces {
-    pub traces: Vec<([u8; 16], Vec<EncodedSpan>)>,
+    pub traces: Vec<(TraceId, Vec<EncodedSpan>)>,
     pub invalid_spans: u64,
 }
 
@@ -189,7 +190,7 @@ fn service_name(buf: &[u8], resource: Range<usize>) -> Result<Option<String>, Wi
 /// Splits an encoded `ExportTraceServiceRequest` by trace without decoding span contents.
 pub fn split_encoded_by_trace(buf: &[u8]) -> Result<EncodedTraces, WireError> {
     let mut out = EncodedTraces::default();
-    let mut index: HashMap<[u8; 16], usize> = HashMap::new();
+    let mut index: HashMap<TraceId, usize> = HashMap::new();
     let mut top = Reader {
         buf,
         pos: 0,
@@ -219,19 +220,21 @@ pub fn split_encoded_by_trace(buf: &[u8]) -> Result<EncodedTraces, WireError> {
                 if n != 2 {
                     return Ok(());
                 }
-                let (mut tid, mut sid, mut parent_len) = (None, None, 0usize);
+                let (mut tid, mut sid, mut parent) = (0..0, 0..0, 0..0);
                 let mut f = sub(buf, span.clone());
                 each_len_field(&mut f, |k, x| {
                     match k {
-                        1 => tid = <[u8; 16]>::try_from(&buf[x]).ok(),
-                        2 => sid = <[u8; 8]>::try_from(&buf[x]).ok(),
-                        4 => parent_len = x.len(),
+                        1 => tid = x,
+                        2 => sid = x,
+                        4 => parent = x,
                         _ => {}
                     }
                     Ok(())
                 })?;
-                match (tid.filter(|t| *t != [0; 16]), sid.filter(|s| *s != [0; 8])) {
-                    (Some(t), Some(span_id)) => {
+                let (tid, sid, parent) = (&buf[tid], &buf[sid], &buf[parent]);
+                let valid = ids::span_ids_problem(tid, sid, parent).is_none();
+                match (ids::trace_id(tid), ids::span_id(sid)) {
+                    (Some(t), Some(span_id)) if valid => {
                         let slot = *index.entry(t).or_insert_with(|| {
                             out.traces.push((t, Vec::new()));
                             out.traces.len() - 1
@@ -239,7 +242,7 @@ pub fn split_encoded_by_trace(buf: &[u8]) -> Result<EncodedTraces, WireError> {
                         out.traces[slot].1.push(EncodedSpan {
                             range: span,
                             span_id,
-                            is_root: parent_len == 0,
+                            is_root: ids::is_root(parent),
                             service_name: Arc::clone(&service),
                         });
                     }

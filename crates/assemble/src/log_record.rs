@@ -2,11 +2,11 @@
 //! its resource's service name) and the split of a logs export request by trace id.
 
 use crate::attributes::attr_str;
-use crate::span_record::{span_id_bytes, trace_id_bytes};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use std::collections::HashMap;
 use std::sync::Arc;
+use traj_schema::ids;
 
 /// One log record with the resource facts assembly needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,7 +21,7 @@ pub struct LogEntry {
 impl LogEntry {
     /// The span the record is tied to, when it names one.
     pub fn span_id(&self) -> Option<[u8; 8]> {
-        span_id_bytes(&self.record.span_id)
+        ids::span_id(&self.record.span_id)
     }
 }
 
@@ -52,7 +52,7 @@ pub fn split_logs_by_trace(req: ExportLogsServiceRequest) -> SplitLogs {
                 .unwrap_or("")
                 .into();
             for record in sl.log_records {
-                let Some(tid) = trace_id_bytes(&record.trace_id) else {
+                let Some(tid) = ids::trace_id(&record.trace_id) else {
                     out.untraced += 1;
                     continue;
                 };

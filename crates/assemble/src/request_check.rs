@@ -7,6 +7,7 @@
 
 use crate::encoded_spans::{Reader, WireError};
 use std::ops::Range;
+use traj_schema::ids;
 
 /// Spans of a well-formed request, by whether their ids are acceptable (trace id 16 bytes, not
 /// all zero; span id 8 bytes, not all zero; parent span id empty or 8 bytes).
@@ -117,7 +118,7 @@ fn kind(m: M, num: u64) -> Option<Kind> {
 struct Ids {
     trace: Range<usize>,
     span: Range<usize>,
-    parent_len: usize,
+    parent: Range<usize>,
 }
 
 fn walk(
@@ -149,18 +150,14 @@ fn walk(
             Kind::Bytes if m == M::Span => match num {
                 1 => ids.trace = p,
                 2 => ids.span = p,
-                _ => ids.parent_len = p.len(),
+                _ => ids.parent = p,
             },
             Kind::Msg(M::Span) => {
                 let mut span = Ids::default();
                 walk(buf, p, M::Span, depth + 1, &mut span, out)?;
-                let t = &buf[span.trace];
-                let s = &buf[span.span];
-                let ok = t.len() == 16
-                    && t.iter().any(|b| *b != 0)
-                    && s.len() == 8
-                    && s.iter().any(|b| *b != 0)
-                    && (span.parent_len == 0 || span.parent_len == 8);
+                let ok =
+                    ids::span_ids_problem(&buf[span.trace], &buf[span.span], &buf[span.parent])
+                        .is_none();
                 if ok {
                     out.valid_spans += 1;
                 } else {

@@ -2,10 +2,11 @@
 //! by a deterministic rule, spans in canonical order (start time, span id), parents resolved to
 //! indices, and an iterative (never recursive) walk that finds each span's owning step span.
 
-use crate::span_record::{span_id_bytes, SpanRecord};
+use crate::span_record::SpanRecord;
 use prost::Message;
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use traj_schema::ids;
 
 /// Where a span's parent is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +71,7 @@ impl<'a> SpanIndex<'a> {
         let mut duplicates = 0u64;
         let mut chosen: HashMap<[u8; 8], &'a SpanRecord> = HashMap::with_capacity(spans.len());
         for rec in spans {
-            let Some(id) = span_id_bytes(&rec.span.span_id) else {
+            let Some(id) = ids::span_id(&rec.span.span_id) else {
                 invalid += 1;
                 continue;
             };
@@ -105,17 +106,13 @@ impl<'a> SpanIndex<'a> {
         let nodes = uniq
             .into_iter()
             .map(|(id, rec)| {
-                let parent = if rec.span.parent_span_id.is_empty() {
-                    ParentSlot::None
-                } else {
-                    match span_id_bytes(&rec.span.parent_span_id) {
-                        // An all-zero or malformed parent id is treated as "no parent".
-                        None => ParentSlot::None,
-                        Some(pid) => match by_id.get(&pid) {
-                            Some(&p) => ParentSlot::Present(p),
-                            None => ParentSlot::Missing(pid),
-                        },
-                    }
+                // An empty, all-zero or malformed parent id means "no parent".
+                let parent = match ids::parent_span_id(&rec.span.parent_span_id) {
+                    None => ParentSlot::None,
+                    Some(pid) => match by_id.get(&pid) {
+                        Some(&p) => ParentSlot::Present(p),
+                        None => ParentSlot::Missing(pid),
+                    },
                 };
                 Node {
                     rec,

@@ -6,6 +6,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use std::collections::HashMap;
 use std::sync::Arc;
+use traj_schema::ids::{self, TraceId};
 
 /// One span with the resource facts assembly needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,28 +19,17 @@ pub struct SpanRecord {
 /// The spans of one export request grouped by trace id, in order of first appearance.
 #[derive(Debug, Default)]
 pub struct SplitTraces {
-    pub traces: Vec<([u8; 16], Vec<SpanRecord>)>,
-    /// Spans skipped because their trace id or span id was malformed (wrong length or all zero).
+    pub traces: Vec<(TraceId, Vec<SpanRecord>)>,
+    /// Spans skipped because their ids were invalid ([`ids::span_ids_problem`]).
     pub invalid_spans: u64,
 }
 
-/// Converts a trace id as carried by OTLP into `[u8; 16]` (`None` if wrong length or all zero).
-pub fn trace_id_bytes(b: &[u8]) -> Option<[u8; 16]> {
-    let id: [u8; 16] = b.try_into().ok()?;
-    (id != [0u8; 16]).then_some(id)
-}
-
-/// Converts a span id as carried by OTLP into `[u8; 8]` (`None` if wrong length or all zero).
-pub fn span_id_bytes(b: &[u8]) -> Option<[u8; 8]> {
-    let id: [u8; 8] = b.try_into().ok()?;
-    (id != [0u8; 8]).then_some(id)
-}
-
-/// Splits an export request into per-trace span lists. Spans with a malformed trace or span id
-/// are skipped and counted, never a panic. Consumes the request so spans move, not copy.
+/// Splits an export request into per-trace span lists. Spans with invalid ids (the rule of
+/// [`traj_schema::ids`], as the receiver applies it) are skipped and counted, never a panic.
+/// Consumes the request so spans move, not copy.
 pub fn split_by_trace(req: ExportTraceServiceRequest) -> SplitTraces {
     let mut out = SplitTraces::default();
-    let mut index: HashMap<[u8; 16], usize> = HashMap::new();
+    let mut index: HashMap<TraceId, usize> = HashMap::new();
     for rs in req.resource_spans {
         let service: Arc<str> = rs
             .resource
@@ -49,14 +39,12 @@ pub fn split_by_trace(req: ExportTraceServiceRequest) -> SplitTraces {
             .into();
         for ss in rs.scope_spans {
             for span in ss.spans {
-                let Some(tid) = trace_id_bytes(&span.trace_id) else {
+                let problem =
+                    ids::span_ids_problem(&span.trace_id, &span.span_id, &span.parent_span_id);
+                let (None, Some(tid)) = (problem, ids::trace_id(&span.trace_id)) else {
                     out.invalid_spans += 1;
                     continue;
                 };
-                if span_id_bytes(&span.span_id).is_none() {
-                    out.invalid_spans += 1;
-                    continue;
-                }
                 let slot = *index.entry(tid).or_insert_with(|| {
                     out.traces.push((tid, Vec::new()));
                     out.traces.len() - 1

@@ -26,29 +26,6 @@ struct Totals {
     events_valid_lineage: u64,
 }
 
-/// The run directories under `dir`: `dir/runs/*` if `dir/runs` exists, else `dir/*`; a
-/// directory counts as a run when it holds `session.json` or `events.jsonl`.
-fn run_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let base = if dir.join("runs").is_dir() {
-        dir.join("runs")
-    } else {
-        dir.to_path_buf()
-    };
-    let mut out = Vec::new();
-    let entries =
-        std::fs::read_dir(&base).with_context(|| format!("cannot list {}", base.display()))?;
-    for entry in entries {
-        let path = entry
-            .with_context(|| format!("cannot list {}", base.display()))?
-            .path();
-        if path.is_dir() && (path.join(SESSION_FILE).exists() || path.join(EVENTS_FILE).exists()) {
-            out.push(path);
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 /// Validates one run directory; returns its violations as printable lines.
 fn check_run(dir: &Path, totals: &mut Totals) -> Vec<String> {
     let mut problems = Vec::new();
@@ -94,7 +71,9 @@ fn check_run(dir: &Path, totals: &mut Totals) -> Vec<String> {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut totals = Totals::default();
     for dir in &args.dirs {
-        for run in run_dirs(dir)? {
+        let runs = traj_runs::find_run_dirs(dir)
+            .with_context(|| format!("cannot list the runs of {}", dir.display()))?;
+        for run in runs {
             totals.runs += 1;
             let problems = check_run(&run, &mut totals);
             if problems.is_empty() {
@@ -171,7 +150,7 @@ mod tests {
         std::fs::write(bad.join(SESSION_FILE), session_json(RUN, 3)).unwrap();
         std::fs::create_dir_all(runs.join("empty")).unwrap();
 
-        let dirs = run_dirs(tmp.path()).unwrap();
+        let dirs = traj_runs::find_run_dirs(tmp.path()).unwrap();
         assert_eq!(dirs, vec![good.clone(), bad.clone()]);
         let mut totals = Totals::default();
         assert!(check_run(&good, &mut totals).is_empty());
@@ -181,6 +160,6 @@ mod tests {
         assert!(all.contains("events.jsonl"), "{all}");
         assert!(all.contains("session.json:$.lineage.events"), "{all}");
         // The runs dir itself works too.
-        assert_eq!(run_dirs(&runs).unwrap().len(), 2);
+        assert_eq!(traj_runs::find_run_dirs(&runs).unwrap().len(), 2);
     }
 }

@@ -63,7 +63,6 @@ fn main() -> std::process::ExitCode {
 }
 
 /// Sets up `tracing` logs on stderr (`RUST_LOG` overrides the default `info`).
-#[allow(dead_code)] // used by serve/build once they land
 pub(crate) fn init_logs() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));

@@ -181,54 +181,88 @@ impl Default for PrefConfig {
     }
 }
 
+/// A value of a [`BuildConfig`] that deserializes but makes no sense (see [`BuildConfig::check`]).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{key} must be a finite number >= 0, got {value}")]
+    NegativeOrNotFinite { key: &'static str, value: f64 },
+    #[error("split ratios must not all be 0")]
+    AllSplitRatiosZero,
+    #[error("{key} must be in {range}, got {value}")]
+    OutOfRange {
+        key: &'static str,
+        range: &'static str,
+        value: f64,
+    },
+    #[error("{key}: unknown {what} {value:?}")]
+    Unknown {
+        key: &'static str,
+        what: &'static str,
+        value: String,
+    },
+    #[error("near_dup.bands, rows and shingle_words must be >= 1")]
+    EmptyNearDupSketch,
+}
+
 impl BuildConfig {
     /// Checks values serde cannot (ratios, band sizes).
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), ConfigError> {
         let r = &self.split;
-        for (name, v) in [
+        for (key, value) in [
             ("split.train", r.train),
             ("split.validation", r.validation),
             ("split.test", r.test),
         ] {
-            if !v.is_finite() || v < 0.0 {
-                return Err(format!("{name} must be a finite number >= 0, got {v}"));
+            if !value.is_finite() || value < 0.0 {
+                return Err(ConfigError::NegativeOrNotFinite { key, value });
             }
         }
         if r.train + r.validation + r.test <= 0.0 {
-            return Err("split ratios must not all be 0".into());
+            return Err(ConfigError::AllSplitRatiosZero);
         }
         if !(r.max_unit_share > 0.0 && r.max_unit_share <= 1.0) {
-            return Err(format!(
-                "split.max_unit_share must be in (0, 1], got {}",
-                r.max_unit_share
-            ));
+            return Err(ConfigError::OutOfRange {
+                key: "split.max_unit_share",
+                range: "(0, 1]",
+                value: r.max_unit_share,
+            });
         }
         let b = &self.balance;
         if !(b.max_majority_share > 0.0 && b.max_majority_share <= 1.0) {
-            return Err(format!(
-                "balance.max_majority_share must be in (0, 1], got {}",
-                b.max_majority_share
-            ));
+            return Err(ConfigError::OutOfRange {
+                key: "balance.max_majority_share",
+                range: "(0, 1]",
+                value: b.max_majority_share,
+            });
         }
         for v in &b.views {
             if crate::rows::View::parse(v).is_none() {
-                return Err(format!("balance.views: unknown view {v:?}"));
+                return Err(ConfigError::Unknown {
+                    key: "balance.views",
+                    what: "view",
+                    value: v.clone(),
+                });
             }
         }
         for sp in &b.splits {
             if crate::split::Split::parse(sp).is_none() {
-                return Err(format!("balance.splits: unknown split {sp:?}"));
+                return Err(ConfigError::Unknown {
+                    key: "balance.splits",
+                    what: "split",
+                    value: sp.clone(),
+                });
             }
         }
         let n = &self.near_dup;
         if n.bands == 0 || n.rows == 0 || n.shingle_words == 0 {
-            return Err("near_dup.bands, rows and shingle_words must be >= 1".into());
+            return Err(ConfigError::EmptyNearDupSketch);
         }
         if !(0.0..=1.0).contains(&n.threshold) {
-            return Err(format!(
-                "near_dup.threshold must be in [0, 1], got {}",
-                n.threshold
-            ));
+            return Err(ConfigError::OutOfRange {
+                key: "near_dup.threshold",
+                range: "[0, 1]",
+                value: n.threshold,
+            });
         }
         Ok(())
     }
@@ -259,7 +293,18 @@ mod tests {
         assert!(c.check().is_ok());
         let h = c.hash();
         c.split.test = -1.0;
-        assert!(c.check().unwrap_err().contains("split.test"));
+        let err = c.check().unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::NegativeOrNotFinite {
+                key: "split.test",
+                value: -1.0
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "split.test must be a finite number >= 0, got -1"
+        );
         assert_ne!(c.hash(), h);
     }
 }

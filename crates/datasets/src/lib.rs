@@ -5,37 +5,45 @@
 //! manifest.
 //! See `docs/datasets.md` for the formats and the labelling rules.
 
-pub mod balance;
-pub mod build;
-pub mod card;
-pub mod checks;
+// Public modules: the build configuration (every type a `BuildConfig` field holds) and the
+// synthetic run generator the tests, the benchmarks and `traj bench` / `traj demo` use.
 pub mod config;
-pub mod labels;
-pub mod llm_rows;
-pub mod minhash;
-pub mod output;
-pub mod prefs;
-pub mod quality;
-pub mod redact;
-pub mod report;
-mod report_markdown;
-pub mod reward_rows;
-pub mod rng;
-pub mod rows;
-pub mod runview;
-pub mod split;
 pub mod synth;
-pub mod views;
+
+// Everything else is reached through the re-exports below.
+mod balance;
+mod build;
+mod card;
+mod checks;
+mod labels;
+mod llm_rows;
+mod minhash;
+mod output;
+mod prefs;
+mod quality;
+mod redact;
+mod report;
+mod report_markdown;
+mod reward_rows;
+mod rng;
+mod rows;
+mod runview;
+mod split;
+mod views;
 
 pub use build::{build, BuildError, BuildInputs, BuildSummary, Quarantined};
 pub use checks::{Check, Severity};
-pub use config::BuildConfig;
+pub use config::{BuildConfig, ConfigError};
 pub use labels::{HumanLabel, LabelError, Labels};
+pub use minhash::NearDupConfig;
+pub use output::sha256_hex;
 pub use redact::Redactor;
 pub use report::Report;
-pub use rows::{Format, Row, View};
+pub use rows::{Completion, Format, Msg, Row, View};
+pub use runview::RunIndex;
 pub use split::Split;
 pub use synth::generate_corpus;
+pub use views::run_rows;
 
 /// The redaction policy of dataset builds (`traj-dataset`: every detector of `traj-redact`).
 pub fn dataset_redaction_policy() -> traj_redact::Policy {

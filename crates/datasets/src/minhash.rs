@@ -135,7 +135,9 @@ impl UnionFind {
 
 /// Near-duplicate clusters of the given signatures: `result[i]` is the smallest index of the
 /// cluster of item `i`. Pairs are candidates when any LSH band matches, and merged when their
-/// estimated Jaccard similarity reaches the threshold.
+/// estimated Jaccard similarity reaches the threshold. Builds use the spilled variant; this
+/// in-memory one is the reference the tests check it against.
+#[cfg(test)]
 pub fn near_duplicate_clusters(signatures: &[Vec<u64>], config: &NearDupConfig) -> Vec<usize> {
     let mut uf = UnionFind::new(signatures.len());
     let rows = config.rows.max(1);

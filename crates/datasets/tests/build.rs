@@ -335,11 +335,7 @@ fn manifest_hashes_every_file_and_names_policy_config_and_versions() {
     );
     for (rel, meta) in files {
         let bytes = &on_disk[rel];
-        assert_eq!(
-            meta["sha256"],
-            traj_datasets::output::sha256_hex(bytes),
-            "{rel}"
-        );
+        assert_eq!(meta["sha256"], traj_datasets::sha256_hex(bytes), "{rel}");
     }
     assert_eq!(m["schema_version"], "2");
     assert_eq!(m["redaction"]["policy"], "traj-dataset");

@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 use traj_datasets::config::PrefConfig;
-use traj_datasets::labels::Labels;
-use traj_datasets::runview::RunIndex;
+use traj_datasets::Labels;
+use traj_datasets::RunIndex;
 use traj_schema::{Event, Session};
 
 #[test]
@@ -32,7 +32,7 @@ fn run_reader_corpus_reads_without_panics() {
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect();
         let idx = RunIndex::new(&session, &events, &Labels::default());
-        let n = traj_datasets::views::run_rows(
+        let n = traj_datasets::run_rows(
             &idx,
             &PrefConfig::default(),
             &traj_datasets::config::RowsConfig::default(),

@@ -3,11 +3,11 @@
 
 use serde_json::{json, Value};
 use traj_datasets::config::PrefConfig;
-use traj_datasets::labels::{HumanLabel, Labels};
-use traj_datasets::rows::{Completion, Row, View};
-use traj_datasets::runview::RunIndex;
+use traj_datasets::run_rows;
 use traj_datasets::synth::{scenario_run, Scenario};
-use traj_datasets::views::run_rows;
+use traj_datasets::RunIndex;
+use traj_datasets::{Completion, Row, View};
+use traj_datasets::{HumanLabel, Labels};
 use traj_schema::{Event, EventType, Session};
 
 fn rows_of(run: &(Session, Vec<Event>), labels: &Labels, prefs: &PrefConfig) -> Vec<Row> {
@@ -19,7 +19,7 @@ fn view(rows: &[Row], v: View) -> Vec<&Row> {
     rows.iter().filter(|r| r.view == v).collect()
 }
 
-fn content(m: &traj_datasets::rows::Msg) -> Value {
+fn content(m: &traj_datasets::Msg) -> Value {
     serde_json::from_str(&m.content).unwrap()
 }
 

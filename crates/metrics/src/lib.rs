@@ -15,18 +15,21 @@
 //!
 //! Definitions of every metric: `docs/metrics.md`.
 
-pub mod accumulator;
-pub mod compare;
-pub mod coverage;
-pub mod dashboard;
-pub mod planner;
-pub mod report;
-pub mod run_facts;
-pub mod stats;
-pub mod svg;
+// The run builders of the tests, examples and doc examples; everything else is reached through
+// the re-exports below.
 pub mod testkit;
-pub mod verifier;
-pub mod worker;
+
+mod accumulator;
+mod compare;
+mod coverage;
+mod dashboard;
+mod planner;
+mod report;
+mod run_facts;
+mod stats;
+mod svg;
+mod verifier;
+mod worker;
 
 pub use accumulator::{MetricsAccumulator, MetricsOptions};
 pub use coverage::{Coverage, CoverageCell};
@@ -36,6 +39,6 @@ pub use report::{
     Baseline, ConfigComparison, GroupMetrics, Groups, MetricDiff, MetricsReport, RunRow,
     SkippedRun, METRICS_VERSION,
 };
-pub use stats::{Diff, Mean, Rate};
+pub use stats::{diff_rates, Diff, Mean, Rate};
 pub use verifier::{StopConfusion, VerifierMetrics};
 pub use worker::WorkerMetrics;

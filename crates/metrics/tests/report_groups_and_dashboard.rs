@@ -2,7 +2,7 @@
 //! of `metrics.json`, the committed fixture runs, and the HTML dashboard built from them.
 
 use std::path::PathBuf;
-use traj_metrics::stats::diff_rates;
+use traj_metrics::diff_rates;
 use traj_metrics::testkit::{fixture_runs, RunBuilder};
 use traj_metrics::{
     render_dashboard, DashboardOptions, MetricsAccumulator, MetricsOptions, MetricsReport, Rate,

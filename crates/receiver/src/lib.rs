@@ -3,23 +3,30 @@
 //! manager that assembles runs (spans plus their log records) off the ack path. See
 //! `docs/receiver.md`.
 
-pub mod auth;
-pub mod body_decode;
+// The receiver's topology (sources, ack path, sinks) and its serve configuration.
 pub mod config;
 pub mod forward;
 pub mod grpc_server;
 pub mod http_server;
-pub mod ingest;
-pub mod log_check;
-pub mod otlp_json;
-pub mod receive_redaction;
-pub mod receiver_metrics;
-mod rejections;
-pub mod run_manager;
 pub mod server;
-pub mod span_check;
-pub mod tls;
 
+// Building blocks of the ack path and the run manager, reachable only through the re-exports
+// below (what the CLI, the integration tests and the fuzz targets use).
+mod auth;
+mod body_decode;
+mod ingest;
+mod log_check;
+mod otlp_json;
+mod receive_redaction;
+mod receiver_metrics;
+mod rejections;
+mod run_manager;
+mod span_check;
+mod tls;
+
+pub use body_decode::{decode_request, decompress, DecodeError, Encoding};
 pub use config::{ConfigFile, Fsync, ReceiverConfig, TlsFiles};
 pub use receiver_metrics::ReceiverMetrics;
+pub use run_manager::{RecoverySummary, RunManager, RunManagerConfig, RunMsg};
 pub use server::{Receiver, ReceiverError, RECEIVER_INFO_FILE};
+pub use span_check::{check_request, span_problem, SpanCheck};

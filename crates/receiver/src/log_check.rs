@@ -7,6 +7,7 @@
 use crate::rejections::Rejections;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use traj_schema::ids;
 
 /// The outcome of [`check_logs_request`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -23,11 +24,11 @@ pub struct LogCheck {
 /// What is wrong with one log record, if anything.
 pub fn log_record_problem(record: &LogRecord) -> Option<String> {
     let t = record.trace_id.len();
-    if t != 0 && t != 16 {
+    if t != 0 && t != ids::TRACE_ID_LEN {
         return Some(format!("trace id has {t} bytes, expected 16 (or none)"));
     }
     let s = record.span_id.len();
-    if s != 0 && s != 8 {
+    if s != 0 && s != ids::SPAN_ID_LEN {
         return Some(format!("span id has {s} bytes, expected 8 (or none)"));
     }
     None
@@ -35,7 +36,7 @@ pub fn log_record_problem(record: &LogRecord) -> Option<String> {
 
 /// Whether a (valid) record names a trace: a 16-byte trace id that is not all zeros.
 pub fn has_trace_id(record: &LogRecord) -> bool {
-    record.trace_id.len() == 16 && record.trace_id.iter().any(|b| *b != 0)
+    ids::valid_trace_id(&record.trace_id)
 }
 
 /// Removes invalid records from `req` (and scopes/resources left empty by that), returning the

@@ -18,7 +18,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,10 +27,8 @@ use traj_assemble::{
     assemble_with_logs, split_by_trace, split_encoded_by_trace, split_logs_by_trace, EncodedSpan,
     LogEntry, MappingRules, SpanRecord,
 };
+use traj_schema::ids::{self, SpanId, TraceId};
 use traj_store::{Record, RecordKind, Store};
-
-type TraceId = [u8; 16];
-type SpanId = [u8; 8];
 
 /// What ingest sends to the run manager.
 #[derive(Debug)]
@@ -180,13 +178,13 @@ impl OpenRun {
 
     /// Adds a span unless its id is already held; returns whether it was new.
     fn add(&mut self, rec: SpanRecord, now: Instant) -> bool {
-        let Some(id) = span_id(&rec.span.span_id) else {
+        let Some(id) = ids::span_id(&rec.span.span_id) else {
             return false;
         };
         if !self.ids.insert(id) {
             return false;
         }
-        if rec.span.parent_span_id.is_empty() && self.root_at.is_none() {
+        if ids::is_root(&rec.span.parent_span_id) && self.root_at.is_none() {
             self.root_at = Some(now);
         }
         self.spans.push(HeldSpan {
@@ -231,10 +229,6 @@ impl OpenRun {
             None => quiet >= cfg.idle_timeout,
         }
     }
-}
-
-fn span_id(b: &[u8]) -> Option<SpanId> {
-    b.try_into().ok()
 }
 
 /// The raw records of one trace.
@@ -503,21 +497,6 @@ impl RunManager {
         }
     }
 
-    /// Finalizes every open run now (used by tests and tools, not by shutdown).
-    pub fn finalize_all(&mut self) {
-        let all: Vec<TraceId> = self.open.keys().copied().collect();
-        for trace in all {
-            if let Some(run) = self.open.remove(&trace) {
-                if run.spans.is_empty() {
-                    self.drop_log_only(&trace, &run);
-                } else {
-                    let _ = self.finalize(&trace, &run);
-                }
-            }
-        }
-        self.metrics.open_runs.store(0, Ordering::Relaxed);
-    }
-
     pub fn open_runs(&self) -> usize {
         self.open.len()
     }
@@ -640,7 +619,7 @@ impl RunManager {
                         records.has_spans = true;
                         let ids = span_ids.entry(trace).or_default();
                         for rec in spans {
-                            if let Some(id) = span_id(&rec.span.span_id) {
+                            if let Some(id) = ids::span_id(&rec.span.span_id) {
                                 ids.insert(id);
                             }
                         }
@@ -671,7 +650,8 @@ impl RunManager {
         traces.sort_unstable();
         for (trace, raw_spans) in traces {
             let raw_logs = log_keys.get(&trace).map_or(0, HashSet::len) as u64;
-            let complete = run_on_disk(&self.cfg.runs_dir, &trace).is_some_and(|d| {
+            let run_dir = traj_runs::run_path(&self.cfg.runs_dir, &hex::encode(trace));
+            let complete = traj_runs::written_lineage(&run_dir).is_some_and(|d| {
                 d.spans >= raw_spans as u64 && d.log_records.is_none_or(|n| n >= raw_logs)
             });
             if complete {
@@ -689,40 +669,6 @@ impl RunManager {
             .store(self.open.len() as u64, Ordering::Relaxed);
         summary
     }
-}
-
-/// What a run directory on disk says it holds.
-struct DiskLineage {
-    spans: u64,
-    /// `lineage.log_records` when the session records it (distinct log records assembled into
-    /// the run); `None` when it does not, and then log records cannot make a run incomplete.
-    log_records: Option<u64>,
-}
-
-/// The lineage of `runs/<run_id>/session.json`, or `None` when the run is missing, unreadable,
-/// or its `events.jsonl` does not hold `lineage.events` lines (a torn write).
-fn run_on_disk(runs_dir: &Path, trace: &TraceId) -> Option<DiskLineage> {
-    #[derive(serde::Deserialize)]
-    struct Lineage {
-        spans: u64,
-        #[serde(default)]
-        events: u64,
-        #[serde(default)]
-        log_records: Option<u64>,
-    }
-    #[derive(serde::Deserialize)]
-    struct SessionLineage {
-        lineage: Lineage,
-    }
-    let dir = runs_dir.join(hex::encode(trace));
-    let text = std::fs::read_to_string(dir.join(traj_runs::SESSION_FILE)).ok()?;
-    let s: SessionLineage = serde_json::from_str(&text).ok()?;
-    let events = std::fs::read(dir.join(traj_runs::EVENTS_FILE)).ok()?;
-    let complete_lines = events.iter().filter(|b| **b == b'\n').count() as u64;
-    (complete_lines == s.lineage.events).then_some(DiskLineage {
-        spans: s.lineage.spans,
-        log_records: s.lineage.log_records,
-    })
 }
 
 /// How often deadlines are checked: a tenth of the shorter timer, between 10 ms and 1 s.

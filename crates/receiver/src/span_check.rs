@@ -4,6 +4,7 @@
 use crate::rejections::Rejections;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::Span;
+use traj_schema::ids;
 
 /// The outcome of [`check_request`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -14,33 +15,10 @@ pub struct SpanCheck {
     pub message: String,
 }
 
-/// What is wrong with one span, if anything.
+/// What is wrong with one span, if anything (the id rules of [`traj_schema::ids`]).
 pub fn span_problem(span: &Span) -> Option<String> {
-    if span.trace_id.len() != 16 {
-        return Some(format!(
-            "trace id has {} bytes, expected 16",
-            span.trace_id.len()
-        ));
-    }
-    if span.trace_id.iter().all(|b| *b == 0) {
-        return Some("trace id is all zeros".into());
-    }
-    if span.span_id.len() != 8 {
-        return Some(format!(
-            "span id has {} bytes, expected 8",
-            span.span_id.len()
-        ));
-    }
-    if span.span_id.iter().all(|b| *b == 0) {
-        return Some("span id is all zeros".into());
-    }
-    if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
-        return Some(format!(
-            "parent span id has {} bytes, expected 0 or 8",
-            span.parent_span_id.len()
-        ));
-    }
-    None
+    ids::span_ids_problem(&span.trace_id, &span.span_id, &span.parent_span_id)
+        .map(|p| p.to_string())
 }
 
 /// Removes invalid spans from `req` (and scopes/resources left empty by that), returning the

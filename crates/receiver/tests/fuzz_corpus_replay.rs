@@ -4,8 +4,8 @@
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use std::path::{Path, PathBuf};
-use traj_receiver::body_decode::{decode_request, decompress, Encoding};
-use traj_receiver::span_check::{check_request, span_problem};
+use traj_receiver::{check_request, span_problem};
+use traj_receiver::{decode_request, decompress, Encoding};
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

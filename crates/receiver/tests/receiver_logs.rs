@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tonic::codec::CompressionEncoding;
 use traj_receiver::http_server::RpcStatus;
-use traj_receiver::run_manager::{RunManager, RunManagerConfig};
 use traj_receiver::ReceiverMetrics;
+use traj_receiver::{RunManager, RunManagerConfig};
 use traj_store::{RecordKind, Store, StoreConfig};
 
 async fn logs_client(addr: std::net::SocketAddr) -> LogsServiceClient<tonic::transport::Channel> {
@@ -421,7 +421,7 @@ async fn open_runs_with_logs_survive_a_restart() {
 fn manager(data: &std::path::Path, metrics: &Arc<ReceiverMetrics>) -> RunManager {
     let (store, _) = Store::open(StoreConfig::new(data)).unwrap();
     let cfg = RunManagerConfig {
-        runs_dir: data.join("runs"),
+        runs_dir: traj_runs::runs_dir_of(data),
         grace_period: Duration::from_millis(10),
         idle_timeout: Duration::from_millis(10),
         durability: traj_runs::Durability::RenameOnly,
@@ -473,7 +473,8 @@ async fn recover_replays_log_records_from_the_raw_store() {
     assert_eq!(summary.log_only_traces, 1);
     assert_eq!(summary.bad_records, 0);
     assert_eq!(rm.open_runs(), 1, "the log-only trace is not re-opened");
-    rm.finalize_all();
+    // Everything is due a day from now.
+    rm.finalize_due(std::time::Instant::now() + Duration::from_secs(86_400));
     assert_eq!(get(&metrics, |m| &m.runs_finalized), 1);
     assert_eq!(
         get(&metrics, |m| &m.log_records_joined),

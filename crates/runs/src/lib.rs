@@ -12,8 +12,34 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use traj_schema::{is_valid_run_id, Event, Session};
 
+/// The file of a run directory holding its [`Session`] (pretty JSON); written last, so a run is
+/// complete when it exists.
 pub const SESSION_FILE: &str = "session.json";
+/// The file of a run directory holding its [`Event`]s, one JSON object per line.
 pub const EVENTS_FILE: &str = "events.jsonl";
+/// The subdirectory of a receiver data directory that holds its runs (`DATA/runs/<run_id>/`).
+pub const RUNS_SUBDIR: &str = "runs";
+
+/// The runs directory of a receiver data directory (`data_dir/runs`).
+pub fn runs_dir_of(data_dir: &Path) -> PathBuf {
+    data_dir.join(RUNS_SUBDIR)
+}
+
+/// The runs directory `dir` names: `dir/runs` when `dir` is a data directory holding one, else
+/// `dir` itself (a runs directory holding `<run_id>/` subdirectories).
+pub fn resolve_runs_dir(dir: &Path) -> PathBuf {
+    let inner = runs_dir_of(dir);
+    if inner.is_dir() {
+        inner
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// The directory of run `run_id` under `runs_dir` (no check of the id; see [`write_run`]).
+pub fn run_path(runs_dir: &Path, run_id: &str) -> PathBuf {
+    runs_dir.join(run_id)
+}
 
 /// A problem reading one run, with the file and (for JSONL) the 1-based line.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +118,7 @@ pub fn write_run_with(
     if !is_valid_run_id(&session.run_id) {
         return Err(RunsError::InvalidRunId(session.run_id.clone()));
     }
-    let dir = runs_dir.join(&session.run_id);
+    let dir = run_path(runs_dir, &session.run_id);
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
 
     let mut buf = Vec::with_capacity(events.len() * 512);
@@ -157,12 +183,7 @@ fn sync_dir(dir: &Path) -> Result<(), RunsError> {
 pub fn list_runs(dirs: &[PathBuf]) -> Result<Vec<RunDir>, RunsError> {
     let mut out: Vec<RunDir> = Vec::new();
     for base in dirs {
-        // Accept either a data dir (with runs/ inside) or the runs dir itself.
-        let base = if base.join("runs").is_dir() {
-            base.join("runs")
-        } else {
-            base.clone()
-        };
+        let base = resolve_runs_dir(base);
         for entry in fs::read_dir(&base).map_err(io_err(&base))? {
             let entry = entry.map_err(io_err(&base))?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -227,11 +248,57 @@ pub fn read_run(dir: &RunDir) -> Result<LoadedRun, RunReadError> {
     })
 }
 
-/// Streams every run of `dirs` in run-id order, one in memory at a time.
-pub fn read_runs(
-    dirs: &[PathBuf],
-) -> Result<impl Iterator<Item = Result<LoadedRun, RunReadError>>, RunsError> {
-    Ok(list_runs(dirs)?.into_iter().map(|d| read_run(&d)))
+/// Every directory under the runs directory `dir` names (see [`resolve_runs_dir`]) that holds
+/// `session.json` or `events.jsonl`, whatever its name, sorted. Unlike [`list_runs`], which skips
+/// them, this includes half-written runs and directories not named by a run id, for a validator
+/// to report.
+pub fn find_run_dirs(dir: &Path) -> Result<Vec<PathBuf>, RunsError> {
+    let base = resolve_runs_dir(dir);
+    let mut out = Vec::new();
+    for entry in fs::read_dir(&base).map_err(io_err(&base))? {
+        let path = entry.map_err(io_err(&base))?.path();
+        if path.is_dir() && (path.join(SESSION_FILE).exists() || path.join(EVENTS_FILE).exists()) {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// What a completely written run directory says it holds (its session's `lineage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrittenLineage {
+    /// `lineage.spans`: distinct spans assembled into the run.
+    pub spans: u64,
+    /// `lineage.log_records` when the session records it (distinct log records assembled into
+    /// the run); `None` when it does not.
+    pub log_records: Option<u64>,
+}
+
+/// The lineage of the run in `run_dir`, or `None` when the run is missing, unreadable, or its
+/// `events.jsonl` does not hold `lineage.events` complete lines (a torn write). Reads only the
+/// lineage of `session.json` and counts lines, without parsing events.
+pub fn written_lineage(run_dir: &Path) -> Option<WrittenLineage> {
+    #[derive(serde::Deserialize)]
+    struct Lineage {
+        spans: u64,
+        #[serde(default)]
+        events: u64,
+        #[serde(default)]
+        log_records: Option<u64>,
+    }
+    #[derive(serde::Deserialize)]
+    struct SessionLineage {
+        lineage: Lineage,
+    }
+    let text = fs::read_to_string(run_dir.join(SESSION_FILE)).ok()?;
+    let s: SessionLineage = serde_json::from_str(&text).ok()?;
+    let events = fs::read(run_dir.join(EVENTS_FILE)).ok()?;
+    let complete_lines = events.iter().filter(|b| **b == b'\n').count() as u64;
+    (complete_lines == s.lineage.events).then_some(WrittenLineage {
+        spans: s.lineage.spans,
+        log_records: s.lineage.log_records,
+    })
 }
 
 #[cfg(test)]
@@ -370,5 +437,43 @@ mod tests {
         fs::create_dir_all(tmp.path().join(RUN)).unwrap();
         fs::write(tmp.path().join(RUN).join(EVENTS_FILE), "").unwrap();
         assert!(list_runs(&[tmp.path().to_path_buf()]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn data_dirs_and_runs_dirs_resolve_alike() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(resolve_runs_dir(tmp.path()), tmp.path());
+        let runs = runs_dir_of(tmp.path());
+        fs::create_dir_all(&runs).unwrap();
+        assert_eq!(resolve_runs_dir(tmp.path()), runs);
+        write_run(&runs, &session(RUN), &[end_event(RUN)]).unwrap();
+        fs::create_dir_all(runs.join("not-a-run")).unwrap();
+        fs::write(runs.join("not-a-run").join(EVENTS_FILE), "").unwrap();
+        fs::create_dir_all(runs.join("empty")).unwrap();
+        assert_eq!(
+            find_run_dirs(tmp.path()).unwrap(),
+            vec![run_path(&runs, RUN), runs.join("not-a-run")]
+        );
+        assert_eq!(list_runs(&[tmp.path().into()]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn written_lineage_needs_every_event_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = session(RUN);
+        s.lineage.spans = 3;
+        s.lineage.events = 1;
+        s.lineage.log_records = 2;
+        let dir = write_run(tmp.path(), &s, &[end_event(RUN)]).unwrap();
+        assert_eq!(
+            written_lineage(&dir),
+            Some(WrittenLineage {
+                spans: 3,
+                log_records: Some(2),
+            })
+        );
+        fs::write(dir.join(EVENTS_FILE), "").unwrap();
+        assert_eq!(written_lineage(&dir), None, "a torn events.jsonl");
+        assert_eq!(written_lineage(&tmp.path().join("missing")), None);
     }
 }

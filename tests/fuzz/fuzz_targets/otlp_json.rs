@@ -2,8 +2,8 @@
 //! `check_request` exactly the accepted spans remain, each of them valid.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use traj_receiver::body_decode::{decode_request, Encoding};
-use traj_receiver::span_check::{check_request, span_problem};
+use traj_receiver::{decode_request, Encoding};
+use traj_receiver::{check_request, span_problem};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(mut req) = decode_request(data, Encoding::Json) {

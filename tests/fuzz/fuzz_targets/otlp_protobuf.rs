@@ -2,8 +2,8 @@
 //! after `check_request` exactly the accepted spans remain, each of them valid.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use traj_receiver::body_decode::{decode_request, decompress, Encoding};
-use traj_receiver::span_check::{check_request, span_problem};
+use traj_receiver::{decode_request, decompress, Encoding};
+use traj_receiver::{check_request, span_problem};
 
 fuzz_target!(|data: &[u8]| {
     // Bit 0 of the first byte selects gzip; the rest is the body.

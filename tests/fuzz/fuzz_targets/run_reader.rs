@@ -3,8 +3,8 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use traj_datasets::config::PrefConfig;
-use traj_datasets::labels::Labels;
-use traj_datasets::runview::RunIndex;
+use traj_datasets::Labels;
+use traj_datasets::RunIndex;
 use traj_schema::{Event, Session};
 
 fuzz_target!(|data: &[u8]| {
@@ -14,5 +14,5 @@ fuzz_target!(|data: &[u8]| {
     let Ok(session) = serde_json::from_str::<Session>(session_text) else { return };
     let events: Vec<Event> = events_text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let idx = RunIndex::new(&session, &events, &Labels::default());
-    let _ = traj_datasets::views::run_rows(&idx, &PrefConfig::default(), &traj_datasets::config::RowsConfig::default());
+    let _ = traj_datasets::run_rows(&idx, &PrefConfig::default(), &traj_datasets::config::RowsConfig::default());
 });

@@ -4,9 +4,9 @@
 use super::drafts::{Drafts, Par};
 use super::tree::Tree;
 use crate::span_index::Chain;
-use crate::span_record::span_id_bytes;
 use crate::warnings::Warnings;
 use traj_schema::event::event_id;
+use traj_schema::ids;
 use traj_schema::{time_fmt, Event, EventType, Lineage, LineageStats, Role, SCHEMA_VERSION};
 
 /// Preference of link targets for an input event: lower is better.
@@ -66,7 +66,7 @@ fn linked_parent(
         if !l.trace_id.is_empty() && l.trace_id.as_slice() != trace_id.as_slice() {
             continue; // a link to another trace is not lineage within this run
         }
-        let Some(lid) = span_id_bytes(&l.span_id) else {
+        let Some(lid) = ids::span_id(&l.span_id) else {
             continue;
         };
         match tree.idx.by_id.get(&lid) {

@@ -13,7 +13,6 @@ mod units;
 
 pub(crate) use convert::{sidecar_path, view_path};
 pub use quarantine::Quarantined;
-pub use scan::{goal_hash, key_steps_hash};
 pub(crate) use units::UnitPlan;
 pub use units::{CutRun, FamilyJoin, RefusedJoin};
 
@@ -52,7 +51,7 @@ pub struct BuildInputs<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("invalid config: {0}")]
-    Config(String),
+    Config(#[from] crate::config::ConfigError),
     /// Listing the `--runs` directories failed (its message already names the path and cause).
     #[error("{0}")]
     Runs(traj_runs::RunsError),
