@@ -171,13 +171,6 @@ def test_dataset_card_leaves_out_empty_splits(demo, tmp_path):
     assert check_card_configs(out, report, tmp_path / "hf-cache"), report["rows"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "traj defect (crates/datasets/src/reward_rows.rs `unpaired`): a worker_kto row is the worker_sft row "
-    "split before its last assistant message, so the tool calls the label judges (`worker_tool_outcome`) "
-    "and their results sit in the prompt, and the completion KTO learns from is the worker's closing "
-    "summary (e.g. 'read_file failed after 3 attempt(s) (timeout): ...' labelled undesirable). "
-    "docs/datasets.md says the completion is the worker_sft answer, the action. Remove this marker "
-    "when fixed."))
 def test_worker_kto_completion_is_the_judged_action(demo):
     """A worker_kto row labelled by a tool outcome must have that tool call as its completion: KTO learns
     only from the completion, and the label is about the call."""
@@ -194,12 +187,6 @@ def test_worker_kto_completion_is_the_judged_action(demo):
     assert judged, "no worker_kto row labelled by a tool outcome"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "traj card gap: `datasets` keys its cache of a card-configured directory on the card's YAML (configs "
-    "and dataset_info), not on the files, and traj's card is the same for any build of the same views and "
-    "splits, so load_dataset(OUT, view) after rebuilding OUT in place returns the previous build. A "
-    "`dataset_info` block with each split's num_examples and num_bytes would change the key (checked by "
-    "hand with datasets 5.2). Remove this marker when fixed."))
 def test_card_reload_after_rebuild_in_place(demo, tmp_path):
     ds_dir, _ = demo
     runs = one_family_runs(ds_dir)

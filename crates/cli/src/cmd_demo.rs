@@ -254,7 +254,7 @@ fn print_summary(started: Instant, data: &Path, ds: &Path, report: &Path, serve_
             "runs",
             format!(
                 "{}/<run_id>/{{{},{}}}",
-                data.join("runs").display(),
+                traj_runs::runs_dir_of(data).display(),
                 traj_runs::SESSION_FILE,
                 traj_runs::EVENTS_FILE
             ),

@@ -2,10 +2,12 @@
 //! Hugging Face dataset (`datasets.load_dataset(OUT, "<view>")` gives its splits, with the
 //! features each view's rows have), a license placeholder and the build's summary.
 
+use crate::output::Written;
 use crate::report::Report;
 use crate::rows::{Format, View};
 use crate::split::Split;
 use std::fmt::Write as _;
+use std::path::Path;
 
 /// A column of a view's rows and its `datasets` feature (`json` keeps nested messages, tools and
 /// metadata exactly as written: no Arrow struct inference across rows).
@@ -87,7 +89,7 @@ fn rows_of(rep: &Report, split: Split, view: View) -> u64 {
 
 /// The card's text. A split with no rows of a view is left out of that view's config (the
 /// `datasets` library refuses a split with no data); the body says which.
-pub fn dataset_card(rep: &Report, format: Format) -> String {
+pub fn dataset_card(rep: &Report, format: Format, written: &[Written]) -> String {
     let mut s = String::from("---\n# Set the license of your data before sharing it.\nlicense: other\npretty_name: traj agent trajectories\ntags:\n- traj\n- agents\n- planner-worker-verifier\nconfigs:\n");
     let mut left_out = Vec::new();
     for &view in View::for_format(format) {
@@ -116,9 +118,39 @@ pub fn dataset_card(rep: &Report, format: Format) -> String {
             feature_yaml(&mut s, name, &f);
         }
     }
+    dataset_info(&mut s, rep, format, written);
     s.push_str("---\n\n");
     body(&mut s, rep, format, &left_out);
     s
+}
+
+/// Each split's rows and bytes: what the files hold. `datasets` keys its cache of a directory
+/// on the card, so a rebuild in place must change the card, or a reload returns the old build.
+fn dataset_info(s: &mut String, rep: &Report, format: Format, written: &[Written]) {
+    s.push_str("dataset_info:\n");
+    for &view in View::for_format(format) {
+        let splits: Vec<Split> = Split::ALL
+            .into_iter()
+            .filter(|sp| rows_of(rep, *sp, view) > 0)
+            .collect();
+        if splits.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "- config_name: {}\n  splits:", view.as_str());
+        for sp in splits {
+            let path = crate::build::view_path(Path::new(""), sp, view);
+            let bytes = written
+                .iter()
+                .find(|w| w.path.ends_with(&path))
+                .map_or(0, |w| w.bytes);
+            let _ = writeln!(
+                s,
+                "  - name: {}\n    num_bytes: {bytes}\n    num_examples: {}",
+                sp.as_str(),
+                rows_of(rep, sp, view)
+            );
+        }
+    }
 }
 
 fn body(s: &mut String, rep: &Report, format: Format, left_out: &[String]) {

@@ -35,6 +35,7 @@ fn unpaired(row: &Row) -> Option<Row> {
         return None;
     };
     let labels = &row.metadata["labels"];
+    let (mut prompt, mut answer) = (&row.prompt[..], answer);
     let (view, label, rule) = match row.view {
         View::VerifierSft => (
             View::VerifierKto,
@@ -45,13 +46,16 @@ fn unpaired(row: &Row) -> Option<Row> {
             let status = labels["tool_status"]
                 .as_str()
                 .or_else(|| labels["output_status"].as_str())?;
+            // The label judges the tool call: in a multi-turn row that is the last assistant
+            // turn that called a tool, not the closing summary after the results.
+            (prompt, answer) = judged_action(&row.prompt, answer);
             (View::WorkerKto, status == "ok", "worker_tool_outcome")
         }
         _ => return None,
     };
     Some(Row {
         view,
-        prompt: row.prompt.clone(),
+        prompt: prompt.to_vec(),
         completion: Completion::Unpaired {
             answer: answer.clone(),
             label,
@@ -62,6 +66,21 @@ fn unpaired(row: &Row) -> Option<Row> {
             &[("desirable", json!(label)), ("label_rule", json!(rule))],
         ),
     })
+}
+
+/// The conversation up to the last assistant turn that called a tool, and that turn (the answer
+/// itself when it calls a tool or no turn does).
+fn judged_action<'r>(prompt: &'r [Msg], answer: &'r Msg) -> (&'r [Msg], &'r Msg) {
+    if !answer.tool_calls.is_empty() {
+        return (prompt, answer);
+    }
+    match prompt
+        .iter()
+        .rposition(|m| m.role == "assistant" && !m.tool_calls.is_empty())
+    {
+        Some(i) if i > 0 => (&prompt[..i], &prompt[i]),
+        _ => (prompt, answer),
+    }
 }
 
 /// One step of a plan as the worker took it: what it did, in words and JSON.

@@ -212,14 +212,8 @@ impl<'a> RunIndex<'a> {
         out.reverse();
         out
     }
-
-    /// True when any row of this run is affected by a human label.
-    pub fn any_human_label(&self) -> bool {
-        !self.labels_used.is_empty()
-    }
 }
 
-/// Index of the stage of span `sid`, created by `make` the first time the span is seen.
 /// Builds the stages of a run, one event at a time in time order.
 struct Indexer<'a, 'l> {
     labels: &'l Labels,
@@ -393,6 +387,7 @@ impl<'a> Indexer<'a, '_> {
     }
 }
 
+/// The LLM calls of a stage, whatever its role.
 fn stage_llm_calls<'s, 'a>(s: &'s mut Stage<'a>) -> &'s mut Vec<LlmCallRef<'a>> {
     match s {
         Stage::Plan(p) => &mut p.llm_calls,

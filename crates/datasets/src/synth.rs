@@ -148,11 +148,6 @@ impl RunBuilder {
         &mut self.session
     }
 
-    /// Events so far (e.g. to corrupt one in a test).
-    pub fn events_mut(&mut self) -> &mut Vec<Event> {
-        &mut self.events
-    }
-
     fn new_span(&mut self) -> String {
         self.spans += 1;
         let h = hash_bytes(self.session.run_id.as_bytes(), self.spans) | 1;

@@ -255,7 +255,7 @@ fn write_report_and_card(
     let p = out.join("report.md");
     written.push(write_file(&p, report::markdown(rep).as_bytes()).map_err(io_at(&p))?);
     let p = out.join("README.md");
-    let card = crate::card::dataset_card(rep, inputs.format);
+    let card = crate::card::dataset_card(rep, inputs.format, written);
     written.push(write_file(&p, card.as_bytes()).map_err(io_at(&p))?);
     Ok(())
 }
