@@ -17,9 +17,11 @@ pub mod receiver_metrics;
 mod rejections;
 pub mod run_manager;
 pub mod server;
+pub mod settings;
 pub mod span_check;
 pub mod tls;
 
-pub use config::{ConfigFile, Fsync, ReceiverConfig, TlsFiles};
+pub use config::{Fsync, ReceiverConfig, TlsFiles};
 pub use receiver_metrics::ReceiverMetrics;
 pub use server::{Receiver, ReceiverError, RECEIVER_INFO_FILE};
+pub use settings::ServeSettings;
