@@ -18,6 +18,8 @@ mod rejections;
 pub mod run_manager;
 pub mod server;
 pub mod settings;
+mod sinks;
+mod sources;
 pub mod span_check;
 pub mod tls;
 
