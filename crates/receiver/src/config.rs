@@ -134,7 +134,7 @@ impl ReceiverConfig {
             }
         }
         for url in &self.forward {
-            crate::forward::Target::parse(url).map_err(ConfigError::Invalid)?;
+            crate::forward::Target::parse(url)?;
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 //! forwarders (one bounded queue per `--forward` target). Neither is ever waited on by an
 //! acknowledgement; each is started here and stopped here, in the order shutdown needs.
 
-use crate::config::{ConfigError, ReceiverConfig};
+use crate::config::ReceiverConfig;
 use crate::forward::{Forwarder, Target};
 use crate::receiver_metrics::ReceiverMetrics;
 use crate::run_manager::{tick_interval, RunManager, RunManagerConfig, RunMsg};
@@ -95,7 +95,7 @@ impl ForwardSink {
         let targets = cfg
             .forward
             .iter()
-            .map(|u| Target::parse(u).map_err(ConfigError::Invalid))
+            .map(|u| Target::parse(u))
             .collect::<Result<Vec<_>, _>>()?;
         if targets.is_empty() {
             return Ok((Forwarder::default(), ForwardSink { tasks: Vec::new() }));
