@@ -169,10 +169,13 @@ enum SendError {
 /// A connected (lazily, pooled) client for one target.
 enum Transport {
     Grpc(TraceServiceClient<tonic::transport::Channel>),
-    Http {
-        client: Client<HttpConnector, Full<Bytes>>,
-        uri: Uri,
-    },
+    /// Boxed: the pooled client is large next to the gRPC channel.
+    Http(Box<HttpTransport>),
+}
+
+struct HttpTransport {
+    client: Client<HttpConnector, Full<Bytes>>,
+    uri: Uri,
 }
 
 impl Transport {
@@ -190,10 +193,10 @@ impl Transport {
                 connector.set_nodelay(true);
                 connector.set_connect_timeout(Some(ATTEMPT_TIMEOUT));
                 let client = Client::builder(TokioExecutor::new()).build(connector);
-                Ok(Transport::Http {
+                Ok(Transport::Http(Box::new(HttpTransport {
                     client,
                     uri: uri.clone(),
-                })
+                })))
             }
         }
     }
@@ -212,8 +215,8 @@ impl Transport {
                         message: s.message().to_string(),
                     })
             }
-            Transport::Http { client, uri } => {
-                tokio::time::timeout(ATTEMPT_TIMEOUT, post(client, uri, batch))
+            Transport::Http(http) => {
+                tokio::time::timeout(ATTEMPT_TIMEOUT, post(&http.client, &http.uri, batch))
                     .await
                     .map_err(|_| SendError::TimedOut(ATTEMPT_TIMEOUT))?
             }
