@@ -1,9 +1,10 @@
-//! Receiver configuration: listen addresses, limits, timers and caps, loadable from a TOML file
-//! (every `traj serve` flag has a key here; flags override the file).
+//! The receiver's resolved configuration ([`ReceiverConfig`]: typed listen addresses, limits,
+//! timers and caps) and the parsers of its string forms. The settings a user writes (flags, the
+//! TOML file) and their defaults are defined once, in [`crate::settings`].
 
-use serde::Deserialize;
+use crate::settings::ServeSettings;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Default maximum request size after decompression: 64 MiB.
@@ -96,26 +97,17 @@ pub struct TlsFiles {
 }
 
 impl ReceiverConfig {
-    /// Defaults: gRPC on 127.0.0.1:4317, HTTP on 127.0.0.1:4318, fsync always, 64 MiB requests,
-    /// 2 s grace, 60 s idle timeout, 10 000 open runs, 100 000 spans in flight.
+    /// The defaults of [`ServeSettings`] (gRPC on 127.0.0.1:4317, HTTP on 127.0.0.1:4318,
+    /// fsync always, ...) with `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        ReceiverConfig {
-            data_dir: data_dir.into(),
-            grpc_addr: Some(SocketAddr::from(([127, 0, 0, 1], 4317))),
-            http_addr: Some(SocketAddr::from(([127, 0, 0, 1], 4318))),
-            forward: Vec::new(),
-            fsync: Fsync::Always,
-            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
-            grace_period: Duration::from_secs(2),
-            idle_timeout: Duration::from_secs(60),
-            max_open_runs: 10_000,
-            max_spans_in_flight: 100_000,
-            mapping_rules: None,
-            forward_queue: 1024,
-            forward_attempts: 20,
-            auth_token_file: None,
-            tls: None,
-            redact_before_store: None,
+        let settings = ServeSettings {
+            data_dir: Some(data_dir.into()),
+            ..ServeSettings::default()
+        };
+        match settings.into_config() {
+            Ok(cfg) => cfg,
+            // The defaults are constants; `settings::tests` resolves them.
+            Err(e) => unreachable!("the default serve settings do not resolve: {e}"),
         }
     }
 
@@ -142,66 +134,15 @@ impl ReceiverConfig {
             }
         }
         for url in &self.forward {
-            crate::forward::Target::parse(url).map_err(ConfigError::Invalid)?;
+            crate::forward::Target::parse(url)?;
         }
         Ok(())
     }
 }
 
-/// The TOML config file: every key optional, names as the long flags with `_` for `-`.
-/// Durations are strings (`"300ms"`, `"2s"`, `"1m"`); sizes are bytes.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigFile {
-    pub data_dir: Option<PathBuf>,
-    pub grpc: Option<String>,
-    pub http: Option<String>,
-    pub forward: Option<Vec<String>>,
-    pub fsync: Option<String>,
-    pub max_request_bytes: Option<usize>,
-    pub grace_period: Option<String>,
-    pub idle_timeout: Option<String>,
-    pub max_open_runs: Option<usize>,
-    pub max_spans_in_flight: Option<usize>,
-    pub mapping_rules: Option<PathBuf>,
-    pub forward_queue: Option<usize>,
-    pub forward_attempts: Option<u32>,
-    pub auth_token_file: Option<PathBuf>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    /// Redact before the raw store append, with `redact_policy` or the default source policy.
-    pub redact_before_store: Option<bool>,
-    /// A named policy (`name`, `kinds`, `placeholder`) for `redact_before_store`.
-    pub redact_policy: Option<traj_redact::Policy>,
-}
-
-impl ConfigFile {
-    /// Reads and parses a config file; unknown keys are errors (a typo must not be ignored).
-    pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Toml {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
-    }
-}
-
-impl ConfigFile {
-    /// The receive-side redaction policy: `redact_policy` or the default source policy when
-    /// `flag` (the `--redact-before-store` flag) or `redact_before_store = true` asks for it.
-    pub fn receive_policy(&self, flag: bool) -> Option<traj_redact::Policy> {
-        (flag || self.redact_before_store == Some(true)).then(|| {
-            self.redact_policy
-                .clone()
-                .unwrap_or_else(traj_redact::Policy::default_source)
-        })
-    }
-
+impl TlsFiles {
     /// The TLS files, if both or neither of `cert` and `key` are given.
-    pub fn tls_files(
+    pub fn pair(
         cert: Option<PathBuf>,
         key: Option<PathBuf>,
     ) -> Result<Option<TlsFiles>, ConfigError> {
@@ -281,11 +222,11 @@ mod tests {
             "grace_period = \"1s\"\nforward = [\"http://127.0.0.1:1/v1/traces\"]\n",
         )
         .unwrap();
-        let c = ConfigFile::load(&p).unwrap();
+        let c = ServeSettings::load(&p).unwrap();
         assert_eq!(c.grace_period.as_deref(), Some("1s"));
         assert_eq!(c.forward.unwrap().len(), 1);
         std::fs::write(&p, "grace_perod = \"1s\"\n").unwrap();
-        let err = ConfigFile::load(&p).unwrap_err().to_string();
+        let err = ServeSettings::load(&p).unwrap_err().to_string();
         assert!(err.contains("grace_perod"), "{err}");
     }
 

@@ -3,12 +3,15 @@
 //! manager that assembles runs (spans plus their log records) off the ack path. See
 //! `docs/receiver.md`.
 
-// The receiver's topology (sources, ack path, sinks) and its serve configuration.
+// The receiver's topology (sources, ack path, sinks) and its serve settings.
 pub mod config;
 pub mod forward;
 pub mod grpc_server;
 pub mod http_server;
 pub mod server;
+pub mod settings;
+mod sinks;
+mod sources;
 
 // Building blocks of the ack path and the run manager, reachable only through the re-exports
 // below (what the CLI, the integration tests and the fuzz targets use).
@@ -25,8 +28,9 @@ mod span_check;
 mod tls;
 
 pub use body_decode::{decode_request, decompress, DecodeError, Encoding};
-pub use config::{ConfigFile, Fsync, ReceiverConfig, TlsFiles};
+pub use config::{Fsync, ReceiverConfig, TlsFiles};
 pub use receiver_metrics::ReceiverMetrics;
 pub use run_manager::{RecoverySummary, RunManager, RunManagerConfig, RunMsg};
 pub use server::{Receiver, ReceiverError, RECEIVER_INFO_FILE};
+pub use settings::ServeSettings;
 pub use span_check::{check_request, span_problem, SpanCheck};
