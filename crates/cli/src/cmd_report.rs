@@ -31,6 +31,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.jaeger_url
         );
     }
+    let report = measure(&args)?;
+    let (metrics_path, html_path) = write_outputs(&args, &report)?;
+    print_summary(&report);
+    println!(
+        "wrote {} and {}",
+        metrics_path.display(),
+        html_path.display()
+    );
+    Ok(if report.runs == 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Reads every run (unreadable ones are listed as skipped) into the role metrics; refuses a
+/// `--baseline` that no run has.
+fn measure(args: &Args) -> anyhow::Result<traj_metrics::MetricsReport> {
     let dirs = traj_runs::list_runs(&args.runs)?;
     if dirs.is_empty() {
         anyhow::bail!(
@@ -70,15 +88,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    Ok(report)
+}
 
+/// `metrics.json` and `dashboard.html`, written atomically.
+fn write_outputs(
+    args: &Args,
+    report: &traj_metrics::MetricsReport,
+) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let mut json = serde_json::to_string_pretty(&report)?;
+    let mut json = serde_json::to_string_pretty(report)?;
     json.push('\n');
     let metrics_path = args.out.join("metrics.json");
     traj_runs::write_atomic(&metrics_path, json.as_bytes())?;
     let html = render_dashboard(
-        &report,
+        report,
         &DashboardOptions {
             jaeger_url: args.jaeger_url.clone(),
             ..Default::default()
@@ -86,7 +111,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     let html_path = args.out.join("dashboard.html");
     traj_runs::write_atomic(&html_path, html.as_bytes())?;
+    Ok((metrics_path, html_path))
+}
 
+fn pct_interval(r: &traj_metrics::Rate) -> String {
+    match (r.value, r.ci95) {
+        (Some(v), Some([lo, hi])) => format!(
+            "{:.1}% [95% CI {:.1}-{:.1}]",
+            v * 100.0,
+            lo * 100.0,
+            hi * 100.0
+        ),
+        _ => "n/a".to_string(),
+    }
+}
+
+/// One line per config and per comparison with the baseline.
+fn print_summary(report: &traj_metrics::MetricsReport) {
     println!(
         "{} runs ({} skipped), {} configs; baseline {}",
         report.runs,
@@ -98,20 +139,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map_or("-", |b| b.config_hash.as_str())
     );
     for g in &report.groups.config {
-        let r = g.success_rate;
         println!(
             "  config {}: {} runs, success {}",
             g.key,
             g.runs,
-            match (r.value, r.ci95) {
-                (Some(v), Some([lo, hi])) => format!(
-                    "{:.1}% [95% CI {:.1}-{:.1}]",
-                    v * 100.0,
-                    lo * 100.0,
-                    hi * 100.0
-                ),
-                _ => "n/a".to_string(),
-            }
+            pct_interval(&g.success_rate)
         );
     }
     for c in &report.comparisons {
@@ -140,16 +172,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             c.metrics.len()
         );
     }
-    println!(
-        "wrote {} and {}",
-        metrics_path.display(),
-        html_path.display()
-    );
-    Ok(if report.runs == 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 #[cfg(test)]

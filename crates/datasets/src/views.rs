@@ -603,49 +603,7 @@ fn recovery_rows(idx: &RunIndex, rows: &mut Vec<Row>) {
                     events.push(re.event_id.as_str());
                 }
             }
-            let recovery: Option<(Msg, &str, u32)> =
-                if let Some(ok) = w.tools.get(k).filter(|t| t.succeeded()) {
-                    // Same worker step: a later attempt succeeded.
-                    spans.push(ok.span_id);
-                    events.push(ok.call.0.event_id.as_str());
-                    if let Some((re, _)) = ok.result {
-                        events.push(re.event_id.as_str());
-                    }
-                    let reasoning = w
-                        .action
-                        .as_ref()
-                        .map(|(_, a)| a.reasoning.clone())
-                        .unwrap_or_default();
-                    Some((
-                        Msg::assistant_call(
-                            canonical_json(&json!({"action": "tool_call", "reasoning": reasoning})),
-                            Call {
-                                id: format!("{}_{}", call_of(w, Some(ok)), ok.call.1.attempt),
-                                name: ok.call.1.tool.clone(),
-                                arguments: ok.call.1.arguments.clone(),
-                            },
-                        ),
-                        "retry",
-                        ok.call.1.attempt,
-                    ))
-                } else if k == w.tools.len() {
-                    // The step ended failed: the next worker step (same or next cycle) that succeeded.
-                    works
-                        .get(wi + 1)
-                        .filter(|(_, n)| n.step <= w.step + 1 && !n.failed())
-                        .and_then(|(_, n)| {
-                            let (nie, ninput) = n.input?;
-                            let (nae, _) = n.action.as_ref()?;
-                            let msg = action_msg(n)?;
-                            prompt.push(Msg::user(json_text(ninput)));
-                            spans.push(n.span_id);
-                            events.push(nie.event_id.as_str());
-                            events.push(nae.event_id.as_str());
-                            Some((msg, "next_step", 1))
-                        })
-                } else {
-                    None
-                };
+            let recovery = recovery_of(&works, wi, w, k, &mut prompt, &mut spans, &mut events);
             if let Some((msg, kind, attempt)) = recovery {
                 let labels = json!({
                     "recovery_kind": kind,
@@ -702,4 +660,56 @@ fn recovery_rows(idx: &RunIndex, rows: &mut Vec<Row>) {
             j = k;
         }
     }
+}
+
+/// What recovered the failed attempts `..k` of worker `w` (index `wi` of `works`): a later
+/// attempt of the same step (`retry`), or, when the step ended failed, the next worker step that
+/// did not fail (`next_step`, whose input joins the prompt). Adds its spans and events.
+fn recovery_of<'a>(
+    works: &[(usize, &'a WorkStage<'a>)],
+    wi: usize,
+    w: &'a WorkStage<'a>,
+    k: usize,
+    prompt: &mut Vec<Msg>,
+    spans: &mut Vec<&'a str>,
+    events: &mut Vec<&'a str>,
+) -> Option<(Msg, &'static str, u32)> {
+    if let Some(ok) = w.tools.get(k).filter(|t| t.succeeded()) {
+        spans.push(ok.span_id);
+        events.push(ok.call.0.event_id.as_str());
+        if let Some((re, _)) = ok.result {
+            events.push(re.event_id.as_str());
+        }
+        let reasoning = w
+            .action
+            .as_ref()
+            .map(|(_, a)| a.reasoning.clone())
+            .unwrap_or_default();
+        return Some((
+            Msg::assistant_call(
+                canonical_json(&json!({"action": "tool_call", "reasoning": reasoning})),
+                Call {
+                    id: format!("{}_{}", call_of(w, Some(ok)), ok.call.1.attempt),
+                    name: ok.call.1.tool.clone(),
+                    arguments: ok.call.1.arguments.clone(),
+                },
+            ),
+            "retry",
+            ok.call.1.attempt,
+        ));
+    }
+    if k != w.tools.len() {
+        return None;
+    }
+    let (_, n) = works
+        .get(wi + 1)
+        .filter(|(_, n)| n.step <= w.step + 1 && !n.failed())?;
+    let (nie, ninput) = n.input?;
+    let (nae, _) = n.action.as_ref()?;
+    let msg = action_msg(n)?;
+    prompt.push(Msg::user(json_text(ninput)));
+    spans.push(n.span_id);
+    events.push(nie.event_id.as_str());
+    events.push(nae.event_id.as_str());
+    Some((msg, "next_step", 1))
 }

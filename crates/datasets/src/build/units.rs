@@ -73,33 +73,68 @@ pub(crate) fn plan_units(kept: &[RunKey], clusters: &[usize], cfg: &SplitConfig)
         .iter()
         .map(|k| families.binary_search(&k.family.as_str()).unwrap_or(0))
         .collect();
-    let mut fam_runs = vec![0u64; families.len()];
-    for &f in &fam_of {
-        fam_runs[f] += 1;
-    }
     let max_unit_runs = ((cfg.max_unit_share * kept.len() as f64).floor() as u64).max(1);
     let cross = cross_family_clusters(clusters, &fam_of);
+    let run_id = |m: usize| kept[m].dir.run_id.clone();
+    let ctx = Families {
+        names: &families,
+        fam_of: &fam_of,
+        run_id: &run_id,
+    };
+    let (mut uf, joins, refused) = join_families(&ctx, &cross, max_unit_runs);
+    let (cut, cuts) = cut_spanning_clusters(&ctx, &cross, &mut uf, kept);
+    let p = unit_profiles(&ctx, &mut uf, kept, &cut);
+    UnitPlan {
+        unit_of_run: p.unit_of_run,
+        units: p.units,
+        unit_families: p.unit_families,
+        joins,
+        refused,
+        cuts,
+        max_unit_runs,
+    }
+}
 
-    // Joins, bounded by the cap; unit sizes live at the union-find roots.
-    let mut uf = UnionFind::new(families.len());
-    let mut size = fam_runs.clone();
-    let (mut joins, mut refused) = (Vec::new(), Vec::new());
-    let example = |c: &CrossCluster, fam: usize| -> String {
+/// The families of the kept runs, and how to name a run.
+struct Families<'a> {
+    names: &'a [&'a str],
+    fam_of: &'a [usize],
+    run_id: &'a dyn Fn(usize) -> String,
+}
+
+impl Families<'_> {
+    /// A run of the cluster in family `fam`.
+    fn example(&self, c: &CrossCluster, fam: usize) -> String {
         c.members
             .iter()
-            .find(|&&m| fam_of[m] == fam)
-            .map(|&m| kept[m].dir.run_id.clone())
+            .find(|&&m| self.fam_of[m] == fam)
+            .map(|&m| (self.run_id)(m))
             .unwrap_or_default()
-    };
-    for c in &cross {
+    }
+}
+
+/// Joins families along each cross-family cluster while the joined unit stays within the cap;
+/// unit sizes live at the union-find roots.
+fn join_families(
+    f: &Families,
+    cross: &[CrossCluster],
+    max_unit_runs: u64,
+) -> (UnionFind, Vec<FamilyJoin>, Vec<RefusedJoin>) {
+    let mut uf = UnionFind::new(f.names.len());
+    let mut size = vec![0u64; f.names.len()];
+    for &fam in f.fam_of {
+        size[fam] += 1;
+    }
+    let (mut joins, mut refused) = (Vec::new(), Vec::new());
+    for c in cross {
         let base = c.families[0].0;
-        for &(f, _) in &c.families[1..] {
-            let (rb, rf) = (uf.find(base), uf.find(f));
+        for &(fam, _) in &c.families[1..] {
+            let (rb, rf) = (uf.find(base), uf.find(fam));
             if rb == rf {
                 continue;
             }
-            let pair = [families[base].to_string(), families[f].to_string()];
-            let example_runs = [example(c, base), example(c, f)];
+            let pair = [f.names[base].to_string(), f.names[fam].to_string()];
+            let example_runs = [f.example(c, base), f.example(c, fam)];
             let joined = size[rb] + size[rf];
             if joined <= max_unit_runs {
                 uf.union(rb, rf);
@@ -119,14 +154,23 @@ pub(crate) fn plan_units(kept: &[RunKey], clusters: &[usize], cfg: &SplitConfig)
             }
         }
     }
+    (uf, joins, refused)
+}
 
-    // Cuts: a cluster still spanning units keeps the unit holding most of its runs.
+/// A cluster still spanning units keeps the unit holding most of its runs; its other runs are
+/// cut. Returns the cut flag of every kept run and the cut runs.
+fn cut_spanning_clusters(
+    f: &Families,
+    cross: &[CrossCluster],
+    uf: &mut UnionFind,
+    kept: &[RunKey],
+) -> (Vec<bool>, Vec<CutRun>) {
     let mut cut = vec![false; kept.len()];
     let mut cuts = Vec::new();
-    for c in &cross {
+    for c in cross {
         let mut per_unit: BTreeMap<usize, u64> = BTreeMap::new();
         for &m in &c.members {
-            *per_unit.entry(uf.find(fam_of[m])).or_default() += 1;
+            *per_unit.entry(uf.find(f.fam_of[m])).or_default() += 1;
         }
         if per_unit.len() < 2 {
             continue;
@@ -139,23 +183,34 @@ pub(crate) fn plan_units(kept: &[RunKey], clusters: &[usize], cfg: &SplitConfig)
         let kept_example = c
             .members
             .iter()
-            .find(|&&m| uf.find(fam_of[m]) == keep)
-            .map(|&m| kept[m].dir.run_id.clone())
+            .find(|&&m| uf.find(f.fam_of[m]) == keep)
+            .map(|&m| (f.run_id)(m))
             .unwrap_or_default();
         for &m in &c.members {
-            if uf.find(fam_of[m]) != keep {
+            if uf.find(f.fam_of[m]) != keep {
                 cut[m] = true;
                 cuts.push(CutRun {
-                    run_id: kept[m].dir.run_id.clone(),
+                    run_id: (f.run_id)(m),
                     family: kept[m].family.clone(),
                     near_duplicate_of: kept_example.clone(),
                 });
             }
         }
     }
+    (cut, cuts)
+}
 
-    // Compact unit ids (by smallest family index) and their profiles.
-    let roots: Vec<usize> = (0..families.len()).map(|f| uf.find(f)).collect();
+/// The final units: profiles, families, and the unit of every kept run.
+struct Profiles {
+    units: Vec<UnitProfile>,
+    unit_families: Vec<Vec<String>>,
+    unit_of_run: Vec<Option<usize>>,
+}
+
+/// Compact unit ids (by smallest family index), each unit's families and class profile, and
+/// the unit of every kept run (`None` when cut).
+fn unit_profiles(f: &Families, uf: &mut UnionFind, kept: &[RunKey], cut: &[bool]) -> Profiles {
+    let roots: Vec<usize> = (0..f.names.len()).map(|fam| uf.find(fam)).collect();
     let mut root_ids: Vec<usize> = roots.clone();
     root_ids.sort_unstable();
     root_ids.dedup();
@@ -165,8 +220,8 @@ pub(crate) fn plan_units(kept: &[RunKey], clusters: &[usize], cfg: &SplitConfig)
         .collect();
     let mut units = vec![UnitProfile::default(); root_ids.len()];
     let mut unit_families = vec![Vec::new(); root_ids.len()];
-    for (f, name) in families.iter().enumerate() {
-        unit_families[unit_of_fam[f]].push(name.to_string());
+    for (fam, name) in f.names.iter().enumerate() {
+        unit_families[unit_of_fam[fam]].push(name.to_string());
     }
     let mut unit_of_run = Vec::with_capacity(kept.len());
     for (i, k) in kept.iter().enumerate() {
@@ -174,7 +229,7 @@ pub(crate) fn plan_units(kept: &[RunKey], clusters: &[usize], cfg: &SplitConfig)
             unit_of_run.push(None);
             continue;
         }
-        let u = unit_of_fam[fam_of[i]];
+        let u = unit_of_fam[f.fam_of[i]];
         let p = &mut units[u];
         p.runs += 1;
         let classes = k.classes();
@@ -184,14 +239,10 @@ pub(crate) fn plan_units(kept: &[RunKey], clusters: &[usize], cfg: &SplitConfig)
         }
         unit_of_run.push(Some(u));
     }
-    UnitPlan {
-        unit_of_run,
+    Profiles {
         units,
         unit_families,
-        joins,
-        refused,
-        cuts,
-        max_unit_runs,
+        unit_of_run,
     }
 }
 
