@@ -93,20 +93,30 @@ pub fn attr_json_value(attrs: &[KeyValue], key: &str) -> Option<Value> {
 ///
 /// `Ok(None)` when absent; `Err(message)` when present but not a JSON document of type `T`
 /// (structured kvlist values are accepted too). serde_json's own recursion limit bounds depth.
-pub fn attr_json<T: DeserializeOwned>(attrs: &[KeyValue], key: &str) -> Result<Option<T>, String> {
+pub fn attr_json<T: DeserializeOwned>(
+    attrs: &[KeyValue],
+    key: &str,
+) -> Result<Option<T>, AttrJsonError> {
     let Some(v) = attr(attrs, key) else {
         return Ok(None);
     };
     match v.value.as_ref() {
         None => Ok(None),
-        Some(Av::StringValue(s)) => serde_json::from_str(s).map(Some).map_err(|e| e.to_string()),
+        Some(Av::StringValue(s)) => Ok(Some(serde_json::from_str(s)?)),
         Some(Av::KvlistValue(_)) | Some(Av::ArrayValue(_)) => {
-            serde_json::from_value(any_to_json(v))
-                .map(Some)
-                .map_err(|e| e.to_string())
+            Ok(Some(serde_json::from_value(any_to_json(v))?))
         }
-        Some(_) => Err("expected a JSON string".to_string()),
+        Some(_) => Err(AttrJsonError::NotJson),
     }
+}
+
+/// Why a JSON attribute could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum AttrJsonError {
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("expected a JSON string")]
+    NotJson,
 }
 
 /// Converts an `AnyValue` (arbitrarily nested) to JSON. Values nested deeper than

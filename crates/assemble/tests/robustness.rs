@@ -152,7 +152,7 @@ fn deeply_nested_any_values_are_truncated_not_overflowed() {
                 value: Some(deep),
                 ..Default::default()
             }];
-            let r: Result<Option<traj_schema::event::WorkerInput>, String> =
+            let r: Result<Option<traj_schema::event::WorkerInput>, _> =
                 attr_json(&attrs, keys::WORKER_INPUT);
             assert!(r.is_err());
 

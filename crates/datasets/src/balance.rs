@@ -121,13 +121,13 @@ fn plan_for(
     counts: &BTreeMap<String, u64>,
     method: Rebalance,
     max_share: f64,
-) -> Result<Option<Plan>, String> {
+) -> Result<Option<Plan>, &'static str> {
     let total: u64 = counts.values().sum();
     if total == 0 || method == Rebalance::None {
         return Ok(None);
     }
     if counts.len() < 2 {
-        return Err("one class only: nothing to balance against".into());
+        return Err("one class only: nothing to balance against");
     }
     match method {
         Rebalance::None => Ok(None),

@@ -57,6 +57,23 @@ pub struct VerdictOverride {
     pub feedback: Option<String>,
 }
 
+/// Why one human label was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadLabel {
+    #[error("exactly one of event_id or span_id is required")]
+    Target,
+    #[error("a label must set verdict, outcome or action")]
+    NothingSet,
+    #[error("unknown verdict {0:?} (continue | replan | end)")]
+    Verdict(String),
+    #[error("unknown outcome {0:?} (success | failure | aborted)")]
+    Outcome(String),
+    #[error("action must be an object")]
+    Action,
+    #[error("{0} is labelled twice")]
+    Twice(String),
+}
+
 impl Labels {
     /// Reads a labels file; every bad line is an error naming the file and line.
     pub fn load(path: &Path) -> Result<Labels, LabelError> {
@@ -77,41 +94,39 @@ impl Labels {
                 continue;
             }
             let l: HumanLabel = serde_json::from_str(&line).map_err(|e| err(n, e.to_string()))?;
-            labels.insert(l).map_err(|m| err(n, m))?;
+            labels.insert(l).map_err(|m| err(n, m.to_string()))?;
         }
         labels.sha256 = Some(crate::output::sha256_hex(text.as_bytes()));
         Ok(labels)
     }
 
     /// Adds one correction after checking it.
-    pub fn insert(&mut self, l: HumanLabel) -> Result<(), String> {
+    pub fn insert(&mut self, l: HumanLabel) -> Result<(), BadLabel> {
         let key = match (&l.event_id, &l.span_id) {
             (Some(e), None) => format!("event:{e}"),
             (None, Some(s)) => format!("span:{s}"),
-            _ => return Err("exactly one of event_id or span_id is required".into()),
+            _ => return Err(BadLabel::Target),
         };
         if l.verdict.is_none() && l.outcome.is_none() && l.action.is_none() {
-            return Err("a label must set verdict, outcome or action".into());
+            return Err(BadLabel::NothingSet);
         }
         if let Some(v) = &l.verdict {
             if Verdict::parse(v).is_none() {
-                return Err(format!("unknown verdict {v:?} (continue | replan | end)"));
+                return Err(BadLabel::Verdict(v.clone()));
             }
         }
         if let Some(o) = &l.outcome {
             if Outcome::parse(o) == Outcome::Unknown && o != "unknown" {
-                return Err(format!(
-                    "unknown outcome {o:?} (success | failure | aborted)"
-                ));
+                return Err(BadLabel::Outcome(o.clone()));
             }
         }
         if let Some(a) = &l.action {
             if !a.is_object() {
-                return Err("action must be an object".into());
+                return Err(BadLabel::Action);
             }
         }
         if self.by_key.insert(key.clone(), l).is_some() {
-            return Err(format!("{key} is labelled twice"));
+            return Err(BadLabel::Twice(key));
         }
         Ok(())
     }

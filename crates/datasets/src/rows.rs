@@ -180,15 +180,43 @@ impl Msg {
     }
 }
 
-fn check_assistant(m: &Msg) -> Result<(), String> {
+/// What is wrong with an assistant turn.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TurnError {
+    #[error("assistant turn with neither text nor tool calls")]
+    Empty,
+    #[error("tool call {0:?} has no name")]
+    UnnamedCall(String),
+}
+
+/// A rule of the trainer formats that a row breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RowError {
+    #[error("empty prompt")]
+    EmptyPrompt,
+    #[error("message {0}: {1}")]
+    Message(usize, TurnError),
+    #[error("message {index}: tool result {id:?} answers no earlier tool call")]
+    OrphanToolResult { index: usize, id: String },
+    #[error("completion has role {0}")]
+    CompletionRole(&'static str),
+    #[error("completion: {0}")]
+    Completion(TurnError),
+    #[error("stepwise row with {steps} steps and {labels} labels")]
+    StepLabels { steps: usize, labels: usize },
+    #[error("step {0} is empty")]
+    EmptyStep(usize),
+}
+
+fn check_assistant(m: &Msg) -> Result<(), TurnError> {
     if m.role != "assistant" {
         return Ok(());
     }
     if m.content.is_empty() && m.tool_calls.is_empty() {
-        return Err("assistant turn with neither text nor tool calls".into());
+        return Err(TurnError::Empty);
     }
     match m.tool_calls.iter().find(|c| c.name.is_empty()) {
-        Some(c) => Err(format!("tool call {:?} has no name", c.id)),
+        Some(c) => Err(TurnError::UnnamedCall(c.id.clone())),
         None => Ok(()),
     }
 }
@@ -225,20 +253,21 @@ impl Row {
     /// validator refuse rows that break them): a prompt; assistant turns that say something
     /// (text or tool calls with names); every tool message answering a tool call made earlier in
     /// the conversation; an SFT completion (or both preference sides) from the assistant.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), RowError> {
         if self.prompt.is_empty() {
-            return Err("empty prompt".into());
+            return Err(RowError::EmptyPrompt);
         }
         let mut call_ids: Vec<&str> = Vec::new();
         for (i, m) in self.prompt.iter().enumerate() {
-            check_assistant(m).map_err(|e| format!("message {i}: {e}"))?;
+            check_assistant(m).map_err(|e| RowError::Message(i, e))?;
             call_ids.extend(m.tool_calls.iter().map(|c| c.id.as_str()));
             if m.role == "tool" {
                 let id = m.tool_call_id.as_deref().unwrap_or("");
                 if !call_ids.contains(&id) {
-                    return Err(format!(
-                        "message {i}: tool result {id:?} answers no earlier tool call"
-                    ));
+                    return Err(RowError::OrphanToolResult {
+                        index: i,
+                        id: id.to_owned(),
+                    });
                 }
             }
         }
@@ -247,23 +276,22 @@ impl Row {
             Completion::Pref { chosen, rejected } => vec![chosen, rejected],
             Completion::Stepwise { steps, labels } => {
                 if steps.is_empty() || steps.len() != labels.len() {
-                    return Err(format!(
-                        "stepwise row with {} steps and {} labels",
-                        steps.len(),
-                        labels.len()
-                    ));
+                    return Err(RowError::StepLabels {
+                        steps: steps.len(),
+                        labels: labels.len(),
+                    });
                 }
                 if let Some(i) = steps.iter().position(|s| s.is_empty()) {
-                    return Err(format!("step {i} is empty"));
+                    return Err(RowError::EmptyStep(i));
                 }
                 vec![]
             }
         };
         for a in answers {
             if a.role != "assistant" {
-                return Err(format!("completion has role {}", a.role));
+                return Err(RowError::CompletionRole(a.role));
             }
-            check_assistant(a).map_err(|e| format!("completion: {e}"))?;
+            check_assistant(a).map_err(RowError::Completion)?;
         }
         Ok(())
     }
@@ -425,12 +453,10 @@ mod tests {
         assert!(orphan
             .check()
             .unwrap_err()
+            .to_string()
             .contains("answers no earlier tool call"));
         let empty = row(Completion::Sft(Msg::assistant(String::new())));
-        assert!(empty
-            .check()
-            .unwrap_err()
-            .contains("neither text nor tool calls"));
+        assert_eq!(empty.check(), Err(RowError::Completion(TurnError::Empty)));
         let user = row(Completion::Sft(Msg::user("hi".into())));
         assert!(user.check().is_err());
     }
