@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from conftest import AGENT, SMALL_CORPUS_CONFIG, TRAJ, start_receiver
+from genai_agent import genai_episode
 from otel_live import (ROOT, Collector, Jaeger, addr, check_run_matches_trace, jaeger_parent,
                        jaeger_tags, poll, run_agent, traj_metrics)
 
@@ -38,29 +39,6 @@ def stack(tmp_path):
     yield procs
     for p in reversed(procs):
         p.stop()
-
-
-def genai_episode(tracer, n):
-    """One episode of an agent that knows nothing of traj: only GenAI semantic conventions."""
-    with tracer.start_as_current_span("invoke_workflow research", attributes={
-        "gen_ai.operation.name": "invoke_workflow", "gen_ai.agent.name": "research"}) as root:
-        with tracer.start_as_current_span("invoke_agent planner", attributes={
-            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "planner",
-            "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [{"type": "text", "content": f"find fact {n}"}]}]),
-            "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": "1. search"}]}]),
-        }):
-            with tracer.start_as_current_span("chat gpt-x", attributes={
-                "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-x",
-                "gen_ai.usage.input_tokens": 12, "gen_ai.usage.output_tokens": 5}):
-                pass
-        with tracer.start_as_current_span("invoke_agent executor", attributes={
-            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "executor"}):
-            with tracer.start_as_current_span("execute_tool search", attributes={
-                "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "search",
-                "gen_ai.tool.call.id": f"c{n}", "gen_ai.tool.call.arguments": json.dumps({"q": f"fact {n}"}),
-                "gen_ai.tool.call.result": json.dumps({"hits": 1})}):
-                pass
-        return format(root.get_span_context().trace_id, "032x")
 
 
 def validate(*data_dirs):

@@ -10,6 +10,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
+from genai_agent import genai_episode
 from conftest import AGENT, TRAJ, start_receiver
 
 RULES = """
@@ -22,30 +23,6 @@ agent_name = ["architect"]
 """
 
 
-def genai_episode(tracer, n):
-    with tracer.start_as_current_span("invoke_workflow research", attributes={
-        "gen_ai.operation.name": "invoke_workflow", "gen_ai.agent.name": "research"}) as root:
-        with tracer.start_as_current_span("invoke_agent architect", attributes={
-            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "architect",
-            "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [{"type": "text", "content": f"find fact {n}"}]}]),
-            "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": "1. search"}]}]),
-        }):
-            with tracer.start_as_current_span("chat gpt-x", attributes={
-                "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-x",
-                "gen_ai.usage.input_tokens": 12, "gen_ai.usage.output_tokens": 5}):
-                pass
-        with tracer.start_as_current_span("invoke_agent executor", attributes={
-            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "executor"}):
-            with tracer.start_as_current_span("execute_tool search", attributes={
-                "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "search",
-                "gen_ai.tool.call.id": f"c{n}", "gen_ai.tool.call.arguments": json.dumps({"q": f"fact {n}"}),
-                "gen_ai.tool.call.result": json.dumps({"hits": 1})}):
-                pass
-        with tracer.start_as_current_span("http.request GET", attributes={"http.request.method": "GET"}):
-            pass  # matches no rule: kept in raw, counted as unmapped
-        return format(root.get_span_context().trace_id, "032x")
-
-
 def test_genai_only_agent_is_mapped_by_rules(tmp_path):
     rules = tmp_path / "rules.toml"
     rules.write_text(RULES)
@@ -54,7 +31,7 @@ def test_genai_only_agent_is_mapped_by_rules(tmp_path):
         provider = TracerProvider(resource=Resource.create({"service.name": "genai-agent"}))
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"http://{receiver.grpc}", insecure=True)))
         tracer = provider.get_tracer("genai-agent")
-        ids = [genai_episode(tracer, n) for n in range(3)]
+        ids = [genai_episode(tracer, n, planner="architect", unmapped_span=True) for n in range(3)]
         provider.shutdown()
         runs = receiver.wait_runs(len(ids))
         assert sorted(r.name for r in runs) == sorted(ids)

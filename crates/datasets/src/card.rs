@@ -79,14 +79,6 @@ fn feature_yaml(out: &mut String, name: &str, f: &Feature) {
     let _ = writeln!(out, "  - name: {name}\n    {key}: {ty}");
 }
 
-fn rows_of(rep: &Report, split: Split, view: View) -> u64 {
-    rep.rows
-        .get(split.as_str())
-        .and_then(|m| m.get(view.as_str()))
-        .copied()
-        .unwrap_or(0)
-}
-
 /// The card's text. A split with no rows of a view is left out of that view's config (the
 /// `datasets` library refuses a split with no data); the body says which.
 pub fn dataset_card(rep: &Report, format: Format, written: &[Written]) -> String {
@@ -95,7 +87,7 @@ pub fn dataset_card(rep: &Report, format: Format, written: &[Written]) -> String
     for &view in View::for_format(format) {
         let splits: Vec<Split> = Split::ALL
             .into_iter()
-            .filter(|sp| rows_of(rep, *sp, view) > 0)
+            .filter(|sp| rep.rows_in(*sp, view) > 0)
             .collect();
         for sp in Split::ALL.iter().filter(|sp| !splits.contains(sp)) {
             left_out.push(format!("{}/{}", view.as_str(), sp.as_str()));
@@ -131,7 +123,7 @@ fn dataset_info(s: &mut String, rep: &Report, format: Format, written: &[Written
     for &view in View::for_format(format) {
         let splits: Vec<Split> = Split::ALL
             .into_iter()
-            .filter(|sp| rows_of(rep, *sp, view) > 0)
+            .filter(|sp| rep.rows_in(*sp, view) > 0)
             .collect();
         if splits.is_empty() {
             continue;
@@ -147,7 +139,7 @@ fn dataset_info(s: &mut String, rep: &Report, format: Format, written: &[Written
                 s,
                 "  - name: {}\n    num_bytes: {bytes}\n    num_examples: {}",
                 sp.as_str(),
-                rows_of(rep, sp, view)
+                rep.rows_in(sp, view)
             );
         }
     }
@@ -177,9 +169,9 @@ fn body(s: &mut String, rep: &Report, format: Format, left_out: &[String]) {
             s,
             "| `{}` | {} | {} | {} |",
             view.as_str(),
-            rows_of(rep, Split::Train, view),
-            rows_of(rep, Split::Validation, view),
-            rows_of(rep, Split::Test, view)
+            rep.rows_in(Split::Train, view),
+            rep.rows_in(Split::Validation, view),
+            rep.rows_in(Split::Test, view)
         );
     }
     if !left_out.is_empty() {

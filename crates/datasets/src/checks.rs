@@ -89,12 +89,7 @@ fn split_checks(rep: &Report, cfg: &BuildConfig, out: &mut Vec<Check>) {
         }
         for view in View::ALL {
             let rows_anywhere: u64 = rep.rows.values().filter_map(|m| m.get(view.as_str())).sum();
-            let rows = rep
-                .rows
-                .get(split.as_str())
-                .and_then(|m| m.get(view.as_str()))
-                .copied()
-                .unwrap_or(0);
+            let rows = rep.rows_in(*split, view);
             let min = cfg.split.min_rows_per_view;
             if rows_anywhere > 0 && rows < min {
                 out.push(Check {

@@ -346,6 +346,15 @@ impl Report {
         self.runs.cut_near_duplicates = plan.cuts.len() as u64;
     }
 
+    /// Rows written of a view in a split.
+    pub fn rows_in(&self, split: Split, view: View) -> u64 {
+        self.rows
+            .get(split.as_str())
+            .and_then(|m| m.get(view.as_str()))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The failed checks of severity `error`.
     pub fn failed_checks(&self) -> Vec<Check> {
         self.checks
