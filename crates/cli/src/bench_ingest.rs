@@ -4,6 +4,9 @@
 //! spans, 10–20 attributes, JSON payloads of a few hundred bytes), encoded once, and re-sent with
 //! fresh trace ids patched into the encoded bytes, so the generator spends its CPU on sending, not
 //! on encoding, and every request carries new runs for the receiver to store and assemble.
+//! `--content` adds captured LLM messages (what real agents send once prompt and completion
+//! capture is on); `--compare-sink` runs the same load against a decode-only OTLP sink
+//! (`tests/bench/decode_sink.py`, embedded) and reports traj's throughput as a ratio of it.
 
 use anyhow::{bail, Context, Result};
 use bytes::{Buf, BufMut, Bytes};
@@ -49,6 +52,28 @@ pub struct IngestArgs {
     /// Data dir for the self-started receiver (default: a fresh temporary dir, removed after).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Captured LLM content: `none`; `heavy` = a 16 KiB `gen_ai.input.messages` on every third
+    /// span (~5.5 KB/span); `128k` = a 128 KiB one on every third span.
+    #[arg(long, default_value = "none", value_parser = ["none", "heavy", "128k"])]
+    content: String,
+    /// Afterwards, run the same load against a decode-only OTLP/gRPC sink (a Python process
+    /// using `opentelemetry-proto`, run with this interpreter) and report the ratio.
+    #[arg(long, value_name = "PYTHON")]
+    compare_sink: Option<PathBuf>,
+}
+
+/// The decode-only sink `--compare-sink` starts (kept as a file for reading and testing).
+const DECODE_SINK_PY: &str = include_str!("../../../tests/bench/decode_sink.py");
+
+impl IngestArgs {
+    /// Bytes of the captured message added to every third span (0 = none).
+    fn content_bytes(&self) -> usize {
+        match self.content.as_str() {
+            "heavy" => 16 * 1024,
+            "128k" => 128 * 1024,
+            _ => 0,
+        }
+    }
 }
 
 /// One pre-encoded request and where its trace ids sit in the bytes.
@@ -88,7 +113,7 @@ fn trace_id(n: u64) -> [u8; 16] {
 }
 
 /// Spans of one realistic run: root + 3 cycles of planner, worker (2 tools, 1 llm), verifier.
-fn run_spans(tid: [u8; 16], salt: u64) -> Vec<Span> {
+fn run_spans(tid: [u8; 16], salt: u64, content_bytes: usize) -> Vec<Span> {
     let mut spans = Vec::new();
     let mut next = 0u64;
     let mut sid = || {
@@ -225,10 +250,38 @@ fn run_spans(tid: [u8; 16], salt: u64) -> Vec<Span> {
     );
     root.end_time_unix_nano = t0 + 40_000_000;
     spans.push(root);
+    if content_bytes > 0 {
+        for (k, span) in spans.iter_mut().enumerate().filter(|(k, _)| k % 3 == 0) {
+            let text =
+                captured_messages(salt.wrapping_mul(31).wrapping_add(k as u64), content_bytes);
+            span.attributes.push(s("gen_ai.input.messages", &text));
+        }
+    }
     spans
 }
 
-fn build_template(batch: usize, salt: u64) -> Template {
+/// A `gen_ai.input.messages` value of about `bytes` bytes: a system and a user message whose
+/// text is pseudo-random words (not one repeated byte, so it costs what real text costs).
+fn captured_messages(seed: u64, bytes: usize) -> String {
+    const WORDS: [&str; 16] = [
+        "the", "amount", "column", "orders", "total", "read", "file", "rows", "sum", "write",
+        "result", "step", "plan", "tool", "check", "value",
+    ];
+    let mut text = String::with_capacity(bytes + 16);
+    let mut x = seed;
+    while text.len() < bytes.saturating_sub(120) {
+        x = mix(x);
+        text.push_str(WORDS[(x % 16) as usize]);
+        text.push(if x.is_multiple_of(11) { '\n' } else { ' ' });
+    }
+    serde_json::json!([
+        {"role": "system", "parts": [{"type": "text", "content": "You are the worker of a CSV agent."}]},
+        {"role": "user", "parts": [{"type": "text", "content": text}]},
+    ])
+    .to_string()
+}
+
+fn build_template(batch: usize, salt: u64, content_bytes: usize) -> Template {
     let mut spans = Vec::with_capacity(batch + 32);
     let mut traces = Vec::new();
     while spans.len() < batch {
@@ -237,7 +290,11 @@ fn build_template(batch: usize, salt: u64) -> Template {
                 .wrapping_add(traces.len() as u64),
         );
         traces.push(tid);
-        spans.extend(run_spans(tid, salt * 1000 + traces.len() as u64));
+        spans.extend(run_spans(
+            tid,
+            salt * 1000 + traces.len() as u64,
+            content_bytes,
+        ));
     }
     let n = spans.len();
     let req = ExportTraceServiceRequest {
@@ -562,6 +619,20 @@ fn spawn_receiver(args: &IngestArgs) -> Result<(Spawned, String)> {
 }
 
 pub fn run(args: IngestArgs) -> Result<std::process::ExitCode> {
+    let templates: Arc<[Template]> = (0..16)
+        .map(|k| build_template(args.batch, k + 1, args.content_bytes()))
+        .collect();
+    eprintln!(
+        "bench ingest: {} connections, {} spans/request ({} bytes, {:.0} B/span), content {}, {:?}",
+        args.connections,
+        templates[0].spans,
+        templates[0].bytes.len(),
+        templates[0].bytes.len() as f64 / templates[0].spans as f64,
+        args.content,
+        args.duration
+    );
+
+    // Phase 1: the receiver (given, or started here and measured).
     let (spawned, target) = match &args.target {
         Some(t) => (None, t.clone()),
         None => {
@@ -570,20 +641,90 @@ pub fn run(args: IngestArgs) -> Result<std::process::ExitCode> {
         }
     };
     let pid = spawned.as_ref().map(|s| s.child.id());
-    let target = parse_target(&target)?;
-    let templates: Arc<Vec<Template>> =
-        Arc::new((0..16).map(|k| build_template(args.batch, k + 1)).collect());
+    let mut report = load(&args, &parse_target(&target)?, pid, &templates)?;
+    drop(spawned);
+
+    // Phase 2: the same load against the decode-only sink, and the ratio.
+    if let Some(python) = &args.compare_sink {
+        let sink = spawn_decode_sink(python)?;
+        let sink_report = load(
+            &args,
+            &Target::Grpc(sink.addr.clone()),
+            Some(sink.child.id()),
+            &templates,
+        )?;
+        drop(sink);
+        let rate = |r: &serde_json::Value| r["accepted_spans_per_s"].as_f64().unwrap_or(0.0);
+        let ratio = if rate(&sink_report) > 0.0 {
+            rate(&report) / rate(&sink_report)
+        } else {
+            0.0
+        };
+        report["decode_only_sink"] = sink_report;
+        report["ratio_to_decode_only_sink"] = serde_json::json!((ratio * 1000.0).round() / 1000.0);
+    }
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The decode-only sink, running; stopped (SIGTERM) when dropped.
+struct SinkProcess {
+    child: std::process::Child,
+    addr: String,
+    _script: tempfile::TempDir,
+}
+
+impl Drop for SinkProcess {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `decode_sink.py` with `python` and reads the address it listens on.
+fn spawn_decode_sink(python: &std::path::Path) -> Result<SinkProcess> {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir()?;
+    let script = dir.path().join("decode_sink.py");
+    std::fs::write(&script, DECODE_SINK_PY)?;
+    let mut child = std::process::Command::new(python)
+        .arg(&script)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting the decode-only sink with {}", python.display()))?;
+    let stdout = child.stdout.take().context("decode sink stdout")?;
+    let mut first = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut first)
+        .context("reading the decode sink's address")?;
+    let addr = serde_json::from_str::<serde_json::Value>(&first)
+        .ok()
+        .and_then(|v| v["listening"].as_str().map(str::to_string));
+    let Some(addr) = addr else {
+        let _ = child.kill();
+        bail!("the decode-only sink did not start (it printed {first:?}); does {} have grpcio and opentelemetry-proto?", python.display());
+    };
+    Ok(SinkProcess {
+        child,
+        addr,
+        _script: dir,
+    })
+}
+
+/// Sends the load for `args.duration` to `target` and reports what was accepted, latencies and
+/// (when `pid` is given) that process's CPU and memory.
+fn load(
+    args: &IngestArgs,
+    target: &Target,
+    pid: Option<u32>,
+    templates: &Arc<[Template]>,
+) -> Result<serde_json::Value> {
     let spans_per_req = templates[0].spans as u64;
     let bytes_per_req = templates[0].bytes.len();
-    eprintln!(
-        "bench ingest: {} connections, {} spans/request ({} bytes, {:.0} B/span), {:?}",
-        args.connections,
-        spans_per_req,
-        bytes_per_req,
-        bytes_per_req as f64 / spans_per_req as f64,
-        args.duration
-    );
-
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -597,7 +738,7 @@ pub fn run(args: IngestArgs) -> Result<std::process::ExitCode> {
     let latencies: Vec<Vec<u32>> = rt.block_on(async {
         let mut tasks = Vec::new();
         for c in 0..args.connections {
-            let mut sender = Sender::connect(&target).await?;
+            let mut sender = Sender::connect(target).await?;
             let (templates, counters, stop, serial) = (
                 templates.clone(),
                 counters.clone(),
@@ -694,9 +835,11 @@ pub fn run(args: IngestArgs) -> Result<std::process::ExitCode> {
         "connections": args.connections,
         "spans_per_request": spans_per_req,
         "bytes_per_span": bytes_per_req as f64 / spans_per_req as f64,
+        "content": args.content,
         "duration_s": elapsed,
         "accepted_spans": spans,
         "accepted_spans_per_s": spans as f64 / elapsed,
+        "accepted_mb_per_s": spans as f64 * (bytes_per_req as f64 / spans_per_req as f64) / elapsed / 1e6,
         "requests_ok": counters.requests_ok.load(Ordering::Relaxed),
         "requests_retryable": counters.requests_retryable.load(Ordering::Relaxed),
         "requests_failed": counters.requests_failed.load(Ordering::Relaxed),
@@ -710,9 +853,7 @@ pub fn run(args: IngestArgs) -> Result<std::process::ExitCode> {
             "rss_samples_mib": rss.iter().map(|r| (*r as f64 / 1048576.0 * 10.0).round() / 10.0).collect::<Vec<_>>(),
         })),
     });
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    drop(spawned);
-    Ok(std::process::ExitCode::SUCCESS)
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -721,7 +862,7 @@ mod tests {
 
     #[test]
     fn instances_carry_fresh_trace_ids_and_decode() {
-        let t = build_template(64, 1);
+        let t = build_template(64, 1, 0);
         assert!(t.spans >= 64);
         let a = ExportTraceServiceRequest::decode(t.instance(1)).unwrap();
         let b = ExportTraceServiceRequest::decode(t.instance(2)).unwrap();

@@ -74,6 +74,11 @@ pub struct ReceiverConfig {
     pub max_open_runs: usize,
     /// Spans accepted but not yet stored; beyond this new batches are refused (retryable).
     pub max_spans_in_flight: usize,
+    /// Request bytes being checked and stored at once; beyond this new requests are refused
+    /// (retryable).
+    pub max_bytes_in_flight: usize,
+    /// Run-assembly threads (0: one per core).
+    pub assembly_threads: usize,
     /// Mapping rules for foreign traces (`None`: the built-in defaults).
     pub mapping_rules: Option<PathBuf>,
     /// Batches queued per forward target before new ones are dropped (and counted).
@@ -116,6 +121,14 @@ impl ReceiverConfig {
         self.data_dir.join("runs")
     }
 
+    /// Run-assembly threads to start: `assembly_threads`, or one per core when 0.
+    pub fn assembly_threads(&self) -> usize {
+        match self.assembly_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
     /// Checks the values that would make the receiver misbehave.
     pub fn check(&self) -> Result<(), ConfigError> {
         if self.grpc_addr.is_none() && self.http_addr.is_none() {
@@ -127,6 +140,7 @@ impl ReceiverConfig {
             ("max_request_bytes", self.max_request_bytes),
             ("max_open_runs", self.max_open_runs),
             ("max_spans_in_flight", self.max_spans_in_flight),
+            ("max_bytes_in_flight", self.max_bytes_in_flight),
             ("forward_queue", self.forward_queue),
         ] {
             if v == 0 {

@@ -6,7 +6,8 @@
 use crate::forward::Forwarder;
 use crate::log_check::check_logs_request;
 use crate::receiver_metrics::ReceiverMetrics;
-use crate::run_manager::RunMsg;
+use crate::run_routing::route;
+use crate::sinks::RunQueues;
 use crate::span_check::check_request;
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::{
@@ -16,7 +17,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, Semaphore};
 use traj_assemble::check_encoded_request;
@@ -34,6 +35,13 @@ pub enum IngestError {
     /// The store failed to persist the batch (HTTP 500 / gRPC INTERNAL unless retryable).
     #[error("raw store: {0}")]
     Store(#[from] StoreError),
+    /// One batch holds more traces than may ever be open at once (not retryable: the batch
+    /// must be split, or `max_open_runs` raised).
+    #[error("batch holds {traces} traces, more than max_open_runs ({cap}) may ever hold open")]
+    TooManyTraces { traces: u64, cap: usize },
+    /// The checked batch could not be routed to assembly (unreachable; not retryable).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl IngestError {
@@ -42,6 +50,7 @@ impl IngestError {
         match self {
             IngestError::Busy(_) | IngestError::ShuttingDown => true,
             IngestError::Store(e) => e.is_retryable(),
+            IngestError::TooManyTraces { .. } | IngestError::Internal(_) => false,
         }
     }
 }
@@ -60,10 +69,13 @@ pub enum RawExportError {
 /// Everything the ack path needs, shared by both transports.
 pub struct Ingest {
     pub(crate) store: Store,
-    pub(crate) runs_tx: mpsc::Sender<RunMsg>,
+    pub(crate) runs: RunQueues,
     pub(crate) in_flight: Arc<Semaphore>,
     pub(crate) max_spans_in_flight: usize,
     pub(crate) max_open_runs: usize,
+    /// Request bytes in flight, in KiB permits (`max_bytes_in_flight`).
+    pub(crate) bytes_in_flight: Arc<Semaphore>,
+    pub(crate) max_kib_in_flight: usize,
     pub(crate) forwarder: Forwarder,
     pub(crate) metrics: Arc<ReceiverMetrics>,
     /// Receive-side redaction before the raw store append (`--redact-before-store`).
@@ -79,6 +91,8 @@ impl Ingest {
         raw: Option<Bytes>,
     ) -> Result<ExportTraceServiceResponse, IngestError> {
         ReceiverMetrics::add(&self.metrics.requests, 1);
+        let size = raw.as_ref().map_or_else(|| req.encoded_len(), Bytes::len);
+        let _bytes = self.hold_bytes(size)?;
         self.export_decoded(req, raw).await
     }
 
@@ -95,6 +109,7 @@ impl Ingest {
         ReceiverMetrics::add(&self.metrics.requests, 1);
         // Cheap caps first: a refused request costs no walk.
         self.cheap_caps()?;
+        let _bytes = self.hold_bytes(raw.len())?;
         match check_encoded_request(&raw) {
             Ok(c) if c.invalid_spans == 0 && self.redact.is_none() => {
                 if c.valid_spans > 0 {
@@ -163,6 +178,7 @@ impl Ingest {
     ) -> Result<ExportLogsServiceResponse, RawExportError> {
         ReceiverMetrics::add(&self.metrics.requests, 1);
         self.cheap_caps()?;
+        let _bytes = self.hold_bytes(raw.len())?;
         let req =
             ExportLogsServiceRequest::decode(raw.as_ref()).map_err(RawExportError::Malformed)?;
         Ok(self.export_logs_decoded(req, Some(raw)).await?)
@@ -177,6 +193,8 @@ impl Ingest {
     ) -> Result<ExportLogsServiceResponse, IngestError> {
         ReceiverMetrics::add(&self.metrics.requests, 1);
         self.cheap_caps()?;
+        let size = raw.as_ref().map_or_else(|| req.encoded_len(), Bytes::len);
+        let _bytes = self.hold_bytes(size)?;
         self.export_logs_decoded(req, raw).await
     }
 
@@ -270,20 +288,26 @@ impl Ingest {
                 ))
             }
         };
-        let open = ReceiverMetrics::get(&m.open_runs) as usize;
-        if open >= self.max_open_runs {
-            return self.refuse(format!("{open} open runs (cap {})", self.max_open_runs));
-        }
-        let slot = match self.runs_tx.try_reserve() {
-            Ok(s) => s,
-            Err(mpsc::error::TrySendError::Full(())) => {
-                return self.refuse("run manager queue is full".into())
+        let bytes = bytes();
+        let routed = route(kind, &bytes, self.runs.len()).map_err(|e| {
+            tracing::error!(error = %e, "checked batch could not be routed");
+            IngestError::Internal(e.to_string())
+        })?;
+        let slots = self.reserve_runs(routed.traces)?;
+        let mut queue_slots = Vec::with_capacity(routed.loads.len());
+        for (shard, _) in &routed.loads {
+            match self.runs.try_reserve(*shard) {
+                Ok(s) => queue_slots.push(s),
+                Err(mpsc::error::TrySendError::Full(())) => {
+                    return self.refuse("run manager queue is full".into())
+                }
+                Err(mpsc::error::TrySendError::Closed(())) => {
+                    return Err(IngestError::ShuttingDown)
+                }
             }
-            Err(mpsc::error::TrySendError::Closed(())) => return Err(IngestError::ShuttingDown),
-        };
+        }
         m.spans_in_flight.fetch_add(accepted, Ordering::Relaxed);
 
-        let bytes = bytes();
         let len = bytes.len() as u64;
         let appended = self.store.append_kind(kind, bytes.clone()).await;
         m.spans_in_flight.fetch_sub(accepted, Ordering::Relaxed);
@@ -303,14 +327,14 @@ impl Ingest {
             RecordKind::Logs => &m.log_records_received,
         };
         ReceiverMetrics::add(received, accepted);
-        m.queue_depth.fetch_add(1, Ordering::Relaxed);
-        // The run manager gets the stored bytes (refcounted, no copy).
-        slot.send(RunMsg::Batch {
-            seq,
-            kind,
-            bytes: bytes.clone(),
-            permit: Some(in_flight),
-        });
+        // The shards get where the spans are (and the log records), never the bytes.
+        slots.keep();
+        m.queue_depth
+            .fetch_add(routed.loads.len() as u64, Ordering::Relaxed);
+        for (slot, (_, load)) in queue_slots.into_iter().zip(routed.loads) {
+            slot.send(load.into_msg(seq));
+        }
+        drop(in_flight);
         // Forward targets are OTLP trace endpoints; logs are not forwarded.
         if kind == RecordKind::Traces {
             self.forwarder.offer(&bytes, m);
@@ -318,9 +342,68 @@ impl Ingest {
         Ok(())
     }
 
+    /// Holds `size` request bytes against `max_bytes_in_flight` until the request is stored (or
+    /// refused), so memory is bounded in bytes whatever the span sizes; a request larger than the
+    /// whole bound waits for it to be free and then passes alone.
+    fn hold_bytes(&self, size: usize) -> Result<tokio::sync::OwnedSemaphorePermit, IngestError> {
+        let kib = size.div_ceil(1024).clamp(1, self.max_kib_in_flight);
+        let permits = u32::try_from(kib).unwrap_or(u32::MAX);
+        match Arc::clone(&self.bytes_in_flight).try_acquire_many_owned(permits) {
+            Ok(p) => Ok(p),
+            Err(tokio::sync::TryAcquireError::Closed) => Err(IngestError::ShuttingDown),
+            Err(tokio::sync::TryAcquireError::NoPermits) => self.refuse(format!(
+                "{} KiB of requests in flight (cap {} KiB)",
+                self.max_kib_in_flight - self.bytes_in_flight.available_permits(),
+                self.max_kib_in_flight
+            )),
+        }
+    }
+
+    /// Reserves one open-run slot for each of `traces` (each may open a run), exactly: refused
+    /// (retryably) when fewer are free. The shards give back the slots of traces that were open
+    /// already, and each slot again when its run is finalized.
+    fn reserve_runs(&self, traces: u64) -> Result<RunSlots<'_>, IngestError> {
+        let cap = self.max_open_runs as u64;
+        if traces > cap {
+            return Err(IngestError::TooManyTraces {
+                traces,
+                cap: self.max_open_runs,
+            });
+        }
+        let gauge = &self.metrics.open_runs;
+        match gauge.fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+            (open + traces <= cap).then_some(open + traces)
+        }) {
+            Ok(_) => Ok(RunSlots { gauge, n: traces }),
+            Err(open) => self.refuse(format!("{open} open runs (cap {cap})")),
+        }
+    }
+
     fn refuse<T>(&self, why: String) -> Result<T, IngestError> {
         ReceiverMetrics::add(&self.metrics.requests_refused, 1);
         tracing::debug!(reason = %why, "export refused (backpressure)");
         Err(IngestError::Busy(why))
+    }
+}
+
+/// Open-run slots held by a request until its batch is handed to the shards; given back if the
+/// request fails before that.
+struct RunSlots<'a> {
+    gauge: &'a AtomicU64,
+    n: u64,
+}
+
+impl RunSlots<'_> {
+    /// The shards own the slots now.
+    fn keep(mut self) {
+        self.n = 0;
+    }
+}
+
+impl Drop for RunSlots<'_> {
+    fn drop(&mut self) {
+        if self.n > 0 {
+            self.gauge.fetch_sub(self.n, Ordering::AcqRel);
+        }
     }
 }

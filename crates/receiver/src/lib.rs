@@ -24,13 +24,14 @@ mod receive_redaction;
 mod receiver_metrics;
 mod rejections;
 mod run_manager;
+mod run_routing;
 mod span_check;
 mod tls;
 
 pub use body_decode::{decode_request, decompress, DecodeError, Encoding};
 pub use config::{Fsync, ReceiverConfig, TlsFiles};
 pub use receiver_metrics::ReceiverMetrics;
-pub use run_manager::{RecoverySummary, RunManager, RunManagerConfig, RunMsg};
+pub use run_manager::{RecoverySummary, RunManager, RunManagerConfig, RunMsg, Shard};
 pub use server::{Receiver, ReceiverError, RECEIVER_INFO_FILE};
 pub use settings::ServeSettings;
 pub use span_check::{check_request, span_problem, SpanCheck};

@@ -4,7 +4,8 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Counters are monotonic; gauges (`queue_depth`, `open_runs`, `spans_in_flight`) go up and down.
+/// Counters are monotonic; gauges (`queue_depth`, `open_runs`, `open_run_bytes`, `trace_index_*`,
+/// `spans_in_flight`) go up and down.
 #[derive(Debug, Default)]
 pub struct ReceiverMetrics {
     pub requests: AtomicU64,
@@ -27,6 +28,9 @@ pub struct ReceiverMetrics {
     pub forward_dropped: AtomicU64,
     pub queue_depth: AtomicU64,
     pub open_runs: AtomicU64,
+    pub open_run_bytes: AtomicU64,
+    pub trace_index_entries: AtomicU64,
+    pub trace_index_bytes: AtomicU64,
     pub spans_in_flight: AtomicU64,
 }
 
@@ -41,7 +45,7 @@ impl ReceiverMetrics {
 
     /// Renders every metric as `traj_receiver_*` in the Prometheus text format.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 21] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 24] = [
             (
                 "requests_total",
                 "counter",
@@ -161,6 +165,24 @@ impl ReceiverMetrics {
                 "gauge",
                 "Runs held open in memory.",
                 &self.open_runs,
+            ),
+            (
+                "open_run_bytes",
+                "gauge",
+                "Heap bytes the open runs hold (span locations, encoded log records, record lists).",
+                &self.open_run_bytes,
+            ),
+            (
+                "trace_index_entries",
+                "gauge",
+                "Traces not open whose raw records the run manager keeps in memory (for late spans).",
+                &self.trace_index_entries,
+            ),
+            (
+                "trace_index_bytes",
+                "gauge",
+                "Heap bytes of those in-memory trace index entries (approximate).",
+                &self.trace_index_bytes,
             ),
             (
                 "spans_in_flight",

@@ -88,12 +88,18 @@ impl Receiver {
 
         // Ack path: check, reserve, append to the raw store and await its commit, hand off to
         // the sinks, acknowledge.
+        let kib_in_flight = cfg
+            .max_bytes_in_flight
+            .div_ceil(1024)
+            .clamp(1, Semaphore::MAX_PERMITS);
         let ingest = Arc::new(Ingest {
             store: store.clone(),
-            runs_tx: runs.tx.clone(),
+            runs: runs.queues.clone(),
             in_flight: Arc::new(Semaphore::new(cfg.max_spans_in_flight)),
             max_spans_in_flight: cfg.max_spans_in_flight,
             max_open_runs: cfg.max_open_runs,
+            bytes_in_flight: Arc::new(Semaphore::new(kib_in_flight)),
+            max_kib_in_flight: kib_in_flight,
             forwarder,
             metrics: Arc::clone(&metrics),
             redact: cfg.redact_before_store.clone().map(Arc::new),

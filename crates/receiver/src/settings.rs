@@ -148,6 +148,11 @@ serve_settings! {
         max_open_runs: usize = 10_000,
         /// Spans and log records being stored at once before new batches are refused (retryable).
         max_spans_in_flight: usize = 100_000,
+        /// Request bytes (decompressed) being checked and stored at once before new requests are
+        /// refused (retryable); a single larger request is let through alone.
+        max_bytes_in_flight: usize = 67_108_864,
+        /// Threads that assemble and write runs, each owning a share of the traces (0: one per core).
+        assembly_threads: usize = 0,
         /// Mapping rules (TOML) for foreign GenAI/OpenInference traces (unset: the built-in rules).
         mapping_rules: PathBuf,
         /// Batches queued per forward target before new ones are dropped (and counted).
@@ -208,6 +213,8 @@ impl ServeSettings {
             idle_timeout: parse_duration(&required(s.idle_timeout, "idle_timeout")?)?,
             max_open_runs: required(s.max_open_runs, "max_open_runs")?,
             max_spans_in_flight: required(s.max_spans_in_flight, "max_spans_in_flight")?,
+            max_bytes_in_flight: required(s.max_bytes_in_flight, "max_bytes_in_flight")?,
+            assembly_threads: required(s.assembly_threads, "assembly_threads")?,
             mapping_rules: s.mapping_rules,
             forward_queue: required(s.forward_queue, "forward_queue")?,
             forward_attempts: required(s.forward_attempts, "forward_attempts")?,
@@ -270,6 +277,8 @@ mod tests {
                 "max_request_bytes"
                 | "max_open_runs"
                 | "max_spans_in_flight"
+                | "max_bytes_in_flight"
+                | "assembly_threads"
                 | "forward_queue"
                 | "forward_attempts" => "1".to_string(),
                 "redact_before_store" => "true".to_string(),

@@ -1,12 +1,12 @@
 //! The sinks of the receiver's topology, fed by the ack path once a batch is durable: the run
-//! manager (assembly on its own thread, behind a bounded queue, woken by a ticker) and the
+//! manager (assembly sharded by trace over threads, each behind a bounded queue, woken by a ticker) and the
 //! forwarders (one bounded queue per `--forward` target). Neither is ever waited on by an
 //! acknowledgement; each is started here and stopped here, in the order shutdown needs.
 
 use crate::config::ReceiverConfig;
 use crate::forward::{Forwarder, Target};
 use crate::receiver_metrics::ReceiverMetrics;
-use crate::run_manager::{tick_interval, RunManager, RunManagerConfig, RunMsg};
+use crate::run_manager::{tick_interval, RunManager, RunManagerConfig, RunMsg, Shard};
 use crate::server::ReceiverError;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,14 +16,36 @@ use tokio::task::JoinHandle;
 use traj_assemble::MappingRules;
 use traj_store::Store;
 
-/// Batches that may wait for the run manager.
-const RUN_QUEUE: usize = 1024;
+/// Batches that may wait for each run-manager shard (each is small: span locations, no bytes).
+const RUN_QUEUE: usize = 512;
 
-/// The run manager thread, its queue and its ticker.
+/// The queues of the run-manager shards, indexed by [`Shard::of`].
+#[derive(Clone)]
+pub(crate) struct RunQueues(Vec<mpsc::Sender<RunMsg>>);
+
+impl RunQueues {
+    /// Shards (at least one).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// A slot in `shard`'s queue, reserved before the batch is stored.
+    pub fn try_reserve(
+        &self,
+        shard: usize,
+    ) -> Result<mpsc::Permit<'_, RunMsg>, mpsc::error::TrySendError<()>> {
+        match self.0.get(shard) {
+            Some(tx) => tx.try_reserve(),
+            None => Err(mpsc::error::TrySendError::Closed(())),
+        }
+    }
+}
+
+/// The run-manager shards (one thread each), their queues and their ticker.
 pub(crate) struct RunSink {
     /// Where the ack path hands stored batches (a slot is reserved before the append).
-    pub tx: mpsc::Sender<RunMsg>,
-    thread: std::thread::JoinHandle<()>,
+    pub queues: RunQueues,
+    threads: Vec<std::thread::JoinHandle<()>>,
     ticker: JoinHandle<()>,
 }
 
@@ -34,48 +56,81 @@ impl RunSink {
         rules: MappingRules,
         metrics: &Arc<ReceiverMetrics>,
     ) -> Result<RunSink, ReceiverError> {
-        let (tx, rx) = mpsc::channel::<RunMsg>(RUN_QUEUE);
-        let rm_cfg = RunManagerConfig {
-            runs_dir: cfg.runs_dir(),
-            grace_period: cfg.grace_period,
-            idle_timeout: cfg.idle_timeout,
-            // Runs are derived from the fsynced raw store and rebuilt at startup when missing or
-            // torn, so they are written rename-only (4 fsyncs per run would cap finalization
-            // at a few dozen runs per second).
-            durability: traj_runs::Durability::RenameOnly,
-        };
-        let tick = tick_interval(&rm_cfg);
-        let manager = RunManager::new(rm_cfg, store, Arc::new(rules), Arc::clone(metrics));
-        let thread = std::thread::Builder::new()
-            .name("traj-run-manager".into())
-            .spawn(move || manager.run(rx))
-            .map_err(|source| ReceiverError::Io {
-                path: PathBuf::from("<thread>"),
-                source,
-            })?;
-        let ticker = tokio::spawn(tick_loop(tx.clone(), tick));
-        Ok(RunSink { tx, thread, ticker })
+        let count = cfg.assembly_threads();
+        let rules = Arc::new(rules);
+        let mut txs = Vec::with_capacity(count);
+        let mut threads = Vec::with_capacity(count);
+        let mut tick = Duration::from_secs(1);
+        for index in 0..count {
+            let (tx, rx) = mpsc::channel::<RunMsg>(RUN_QUEUE);
+            let rm_cfg = RunManagerConfig {
+                runs_dir: cfg.runs_dir(),
+                grace_period: cfg.grace_period,
+                idle_timeout: cfg.idle_timeout,
+                // Runs are derived from the fsynced raw store and rebuilt at startup when missing
+                // or torn, so they are written rename-only (4 fsyncs per run would cap
+                // finalization at a few dozen runs per second).
+                durability: traj_runs::Durability::RenameOnly,
+                shard: Shard { index, count },
+            };
+            tick = tick_interval(&rm_cfg);
+            let manager = RunManager::new(
+                rm_cfg,
+                store.clone(),
+                Arc::clone(&rules),
+                Arc::clone(metrics),
+            );
+            let thread = std::thread::Builder::new()
+                .name(format!("traj-runs-{index}"))
+                .spawn(move || manager.run(rx))
+                .map_err(|source| ReceiverError::Io {
+                    path: PathBuf::from("<thread>"),
+                    source,
+                })?;
+            txs.push(tx);
+            threads.push(thread);
+        }
+        let queues = RunQueues(txs);
+        let ticker = tokio::spawn(tick_loop(queues.clone(), tick));
+        Ok(RunSink {
+            queues,
+            threads,
+            ticker,
+        })
     }
 
     /// Stops the ticker, hands over what is queued (batches already acknowledged), then stops the
-    /// manager without finalizing open runs (they resume at the next start).
+    /// shards without finalizing open runs (they resume at the next start).
     pub(crate) async fn stop(self) {
         self.ticker.abort();
         let _ = self.ticker.await;
-        // Waits for room in the queue: batches already acknowledged are handed over first.
-        let _ = self.tx.send(RunMsg::Stop).await;
-        let thread = self.thread;
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        for tx in &self.queues.0 {
+            // Waits for room in the queue: batches already acknowledged are handed over first.
+            let _ = tx.send(RunMsg::Stop).await;
+        }
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
     }
 }
 
-/// Wakes the run manager every `tick` (finalization timers) until its queue closes.
-async fn tick_loop(tx: mpsc::Sender<RunMsg>, tick: Duration) {
+/// Wakes every shard every `tick` (finalization timers) until their queues close.
+async fn tick_loop(queues: RunQueues, tick: Duration) {
     let mut iv = tokio::time::interval(tick);
     iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         iv.tick().await;
-        if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(RunMsg::Tick) {
+        let mut closed = 0;
+        for tx in &queues.0 {
+            if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(RunMsg::Tick) {
+                closed += 1;
+            }
+        }
+        if closed == queues.len() {
             break;
         }
     }

@@ -425,6 +425,7 @@ fn manager(data: &std::path::Path, metrics: &Arc<ReceiverMetrics>) -> RunManager
         grace_period: Duration::from_millis(10),
         idle_timeout: Duration::from_millis(10),
         durability: traj_runs::Durability::RenameOnly,
+        shard: traj_receiver::Shard::ONLY,
     };
     RunManager::new(
         cfg,
@@ -473,9 +474,19 @@ async fn recover_replays_log_records_from_the_raw_store() {
     assert_eq!(summary.log_only_traces, 1);
     assert_eq!(summary.bad_records, 0);
     assert_eq!(rm.open_runs(), 1, "the log-only trace is not re-opened");
+    let held = get(&metrics, |m| &m.open_run_bytes);
+    assert!(
+        held > 0,
+        "the re-opened run's span and log records are counted"
+    );
     // Everything is due a day from now.
     rm.finalize_due(std::time::Instant::now() + Duration::from_secs(86_400));
     assert_eq!(get(&metrics, |m| &m.runs_finalized), 1);
+    assert_eq!(
+        get(&metrics, |m| &m.open_run_bytes),
+        0,
+        "nothing is held once the run is written (was {held})"
+    );
     assert_eq!(
         get(&metrics, |m| &m.log_records_joined),
         2,

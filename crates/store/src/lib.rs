@@ -28,6 +28,7 @@ mod config;
 mod error;
 mod fault_injection;
 mod group_commit_writer;
+mod range_reads;
 mod record_format;
 mod recovery;
 mod scan_iter;
@@ -43,6 +44,7 @@ pub use config::{
     DEFAULT_SEGMENT_BYTES,
 };
 pub use error::{CorruptKind, StoreError, WriteOp};
+pub use range_reads::RangeReader;
 pub use record_format::{Record, RecordKind, HEADER_LEN, MAX_PAYLOAD};
 pub use recovery::{RecoveryReport, Truncation};
 pub use scan_iter::Scan;

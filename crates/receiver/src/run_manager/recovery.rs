@@ -1,0 +1,154 @@
+//! The startup scan: every shard walks the raw store (trace records with the lazy wire walk, logs
+//! records decoded), indexes its own traces, and re-opens each trace with spans whose run
+//! directory is missing or holds fewer spans than raw storage has, or, when the run records
+//! `lineage.log_records`, fewer log records. Traces with log records only are indexed, not
+//! re-opened.
+
+use super::open_run::log_key;
+use super::{RunManager, TraceRecords};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use prost::Message;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use traj_assemble::{split_encoded_by_trace, split_logs_by_trace};
+use traj_schema::ids::{SpanId, TraceId};
+use traj_store::{Record, RecordKind};
+
+/// What the startup scan of the raw store found (for this shard's traces).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoverySummary {
+    /// Raw records scanned (trace and logs records).
+    pub records: u64,
+    /// Traces with at least one span.
+    pub traces: u64,
+    /// Traces whose run directory was missing or held fewer spans (or, when the run records it,
+    /// fewer log records) than raw storage.
+    pub reopened: u64,
+    /// Raw records that could not be read or decoded (skipped, logged).
+    pub bad_records: u64,
+    /// Log records with a trace id found in logs records.
+    pub log_records: u64,
+    /// Log records without a trace id (they never join a run).
+    pub untraced_log_records: u64,
+    /// Traces that have log records but no span: indexed, not re-opened.
+    pub log_only_traces: u64,
+}
+
+/// What the scan collects per trace before deciding which to re-open.
+#[derive(Default)]
+struct Seen {
+    span_ids: HashMap<TraceId, HashSet<SpanId>>,
+    log_keys: HashMap<TraceId, HashSet<u64>>,
+}
+
+impl RunManager {
+    /// Scans the raw store, indexes this shard's traces and re-opens the incomplete ones.
+    pub fn recover(&mut self) -> RecoverySummary {
+        let mut summary = RecoverySummary::default();
+        let mut seen = Seen::default();
+        self.scan_raw(&mut summary, &mut seen);
+        summary.traces = seen.span_ids.len() as u64;
+        summary.log_only_traces = seen
+            .log_keys
+            .keys()
+            .filter(|t| !seen.span_ids.contains_key(*t))
+            .count() as u64;
+        summary.reopened = self.reopen_incomplete(seen);
+        self.metrics
+            .open_runs
+            .fetch_add(summary.reopened, Ordering::Relaxed);
+        summary
+    }
+
+    /// Phase 1: every record once; the index and what each trace holds in raw.
+    fn scan_raw(&mut self, summary: &mut RecoverySummary, seen: &mut Seen) {
+        let shard = self.cfg.shard;
+        for item in self.store.scan(0) {
+            let Record { seq, kind, payload } = match item {
+                Ok(x) => x,
+                Err(e) => {
+                    summary.bad_records += 1;
+                    tracing::error!(error = %e, "raw record unreadable during scan");
+                    continue;
+                }
+            };
+            summary.records += 1;
+            self.recovered_through = Some(self.recovered_through.map_or(seq, |t| t.max(seq)));
+            match kind {
+                RecordKind::Traces => match split_encoded_by_trace(&payload) {
+                    Err(e) => {
+                        summary.bad_records += 1;
+                        tracing::error!(seq, error = %e, "raw trace record does not parse");
+                    }
+                    Ok(split) => {
+                        for (trace, spans) in split.traces {
+                            if !shard.owns(&trace) {
+                                continue;
+                            }
+                            let records = self.index.entry(trace).or_default();
+                            records.push(seq);
+                            records.has_spans = true;
+                            let ids = seen.span_ids.entry(trace).or_default();
+                            ids.extend(spans.iter().map(|s| s.span_id));
+                        }
+                    }
+                },
+                RecordKind::Logs => match ExportLogsServiceRequest::decode(payload.as_ref()) {
+                    Err(e) => {
+                        summary.bad_records += 1;
+                        tracing::error!(seq, error = %e, "raw logs record does not decode");
+                    }
+                    Ok(req) => {
+                        let split = split_logs_by_trace(req);
+                        if shard.index == 0 {
+                            summary.untraced_log_records += split.untraced;
+                        }
+                        for (trace, entries) in split.traces {
+                            if !shard.owns(&trace) {
+                                continue;
+                            }
+                            self.index.entry(trace).or_default().push(seq);
+                            summary.log_records += entries.len() as u64;
+                            let keys = seen.log_keys.entry(trace).or_default();
+                            keys.extend(entries.iter().map(log_key));
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// Phase 2: re-opens every trace with spans whose run on disk holds less than raw; returns
+    /// how many.
+    fn reopen_incomplete(&mut self, seen: Seen) -> u64 {
+        let now = Instant::now();
+        let mut traces: Vec<(TraceId, usize)> = seen
+            .span_ids
+            .into_iter()
+            .map(|(t, s)| (t, s.len()))
+            .collect();
+        traces.sort_unstable();
+        let mut reopened = 0;
+        for (trace, raw_spans) in traces {
+            let raw_logs = seen.log_keys.get(&trace).map_or(0, HashSet::len) as u64;
+            let run_dir = traj_runs::run_path(&self.cfg.runs_dir, &hex::encode(trace));
+            let complete = traj_runs::written_lineage(&run_dir).is_some_and(|d| {
+                d.spans >= raw_spans as u64 && d.log_records.is_none_or(|n| n >= raw_logs)
+            });
+            if complete {
+                continue;
+            }
+            let records: TraceRecords = self.index.remove(&trace).unwrap_or_default();
+            let mut run = self.load_from_raw(&trace, &records.seqs, now);
+            if run.root_at.is_some() {
+                run.root_at = Some(now);
+            }
+            self.deadlines.touch(trace, run.last_activity);
+            self.held_bytes_changed(0, run.held_bytes());
+            self.open.insert(trace, run);
+            reopened += 1;
+        }
+        reopened
+    }
+}
