@@ -1011,13 +1011,14 @@ async fn hostile_input_table() {
     if let Err(e) = check_run_dir(&traversal, 1).await {
         failures.push(format!("traversal run: {e}"));
     }
-    // Nothing was written outside raw/, runs/ and receiver.json; every run dir is 32 hex digits.
+    // Nothing was written outside raw/, runs/, index/ (the late-span index) and receiver.json;
+    // every run dir is 32 hex digits.
     let mut top: Vec<String> = std::fs::read_dir(&data)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     top.sort();
-    assert_eq!(top, ["raw", "receiver.json", "runs"]);
+    assert_eq!(top, ["index", "raw", "receiver.json", "runs"]);
     for e in std::fs::read_dir(data.join("runs")).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
         let hex_ok = name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit());

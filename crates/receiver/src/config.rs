@@ -70,6 +70,8 @@ pub struct ReceiverConfig {
     pub grace_period: Duration,
     /// How long a run without a root span may stay idle before it is finalized anyway.
     pub idle_timeout: Duration,
+    /// How long finalized traces stay indexed in memory before moving to the on-disk index.
+    pub late_window: Duration,
     /// Open runs held in memory; beyond this new batches are refused (retryable).
     pub max_open_runs: usize,
     /// Spans accepted but not yet stored; beyond this new batches are refused (retryable).

@@ -31,7 +31,9 @@ mod tls;
 pub use body_decode::{decode_request, decompress, DecodeError, Encoding};
 pub use config::{Fsync, ReceiverConfig, TlsFiles};
 pub use receiver_metrics::ReceiverMetrics;
-pub use run_manager::{RecoverySummary, RunManager, RunManagerConfig, RunMsg, Shard};
+pub use run_manager::{
+    IndexError, RecoverySummary, RunManager, RunManagerConfig, RunMsg, Shard, TraceIndexDb,
+};
 pub use server::{Receiver, ReceiverError, RECEIVER_INFO_FILE};
 pub use settings::ServeSettings;
 pub use span_check::{check_request, span_problem, SpanCheck};

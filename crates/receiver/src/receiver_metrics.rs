@@ -31,6 +31,7 @@ pub struct ReceiverMetrics {
     pub open_run_bytes: AtomicU64,
     pub trace_index_entries: AtomicU64,
     pub trace_index_bytes: AtomicU64,
+    pub trace_index_disk_entries: AtomicU64,
     pub spans_in_flight: AtomicU64,
 }
 
@@ -45,7 +46,7 @@ impl ReceiverMetrics {
 
     /// Renders every metric as `traj_receiver_*` in the Prometheus text format.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 24] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 25] = [
             (
                 "requests_total",
                 "counter",
@@ -183,6 +184,12 @@ impl ReceiverMetrics {
                 "gauge",
                 "Heap bytes of those in-memory trace index entries (approximate).",
                 &self.trace_index_bytes,
+            ),
+            (
+                "trace_index_disk_entries",
+                "gauge",
+                "Traces in the on-disk index (index/traces.redb), moved there after the late window.",
+                &self.trace_index_disk_entries,
             ),
             (
                 "spans_in_flight",

@@ -55,6 +55,8 @@ pub enum ReceiverError {
     },
     #[error("{0}")]
     Runs(#[from] traj_runs::RunsError),
+    #[error(transparent)]
+    Index(#[from] crate::run_manager::IndexError),
 }
 
 /// A running receiver.

@@ -144,6 +144,9 @@ serve_settings! {
         grace_period: String = String::from("2s"),
         /// Finalize a run without root span after this long without spans.
         idle_timeout: String = String::from("60s"),
+        /// Finalized traces stay indexed in memory this long for late spans, then move to the
+        /// on-disk index (`index/traces.redb`): memory follows recent traffic, not history.
+        late_window: String = String::from("60s"),
         /// Open runs held in memory before new batches are refused (retryable).
         max_open_runs: usize = 10_000,
         /// Spans and log records being stored at once before new batches are refused (retryable).
@@ -211,6 +214,7 @@ impl ServeSettings {
             max_request_bytes: required(s.max_request_bytes, "max_request_bytes")?,
             grace_period: parse_duration(&required(s.grace_period, "grace_period")?)?,
             idle_timeout: parse_duration(&required(s.idle_timeout, "idle_timeout")?)?,
+            late_window: parse_duration(&required(s.late_window, "late_window")?)?,
             max_open_runs: required(s.max_open_runs, "max_open_runs")?,
             max_spans_in_flight: required(s.max_spans_in_flight, "max_spans_in_flight")?,
             max_bytes_in_flight: required(s.max_bytes_in_flight, "max_bytes_in_flight")?,

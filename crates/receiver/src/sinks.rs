@@ -6,7 +6,9 @@
 use crate::config::ReceiverConfig;
 use crate::forward::{Forwarder, Target};
 use crate::receiver_metrics::ReceiverMetrics;
-use crate::run_manager::{tick_interval, RunManager, RunManagerConfig, RunMsg, Shard};
+use crate::run_manager::{
+    tick_interval, RunManager, RunManagerConfig, RunMsg, Shard, TraceIndexDb,
+};
 use crate::server::ReceiverError;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,6 +60,8 @@ impl RunSink {
     ) -> Result<RunSink, ReceiverError> {
         let count = cfg.assembly_threads();
         let rules = Arc::new(rules);
+        let index_path = TraceIndexDb::path_in(&cfg.data_dir);
+        let index_db = TraceIndexDb::open(&index_path)?;
         let mut txs = Vec::with_capacity(count);
         let mut threads = Vec::with_capacity(count);
         let mut tick = Duration::from_secs(1);
@@ -67,6 +71,7 @@ impl RunSink {
                 runs_dir: cfg.runs_dir(),
                 grace_period: cfg.grace_period,
                 idle_timeout: cfg.idle_timeout,
+                late_window: cfg.late_window,
                 // Runs are derived from the fsynced raw store and rebuilt at startup when missing
                 // or torn, so they are written rename-only (4 fsyncs per run would cap
                 // finalization at a few dozen runs per second).
@@ -77,6 +82,7 @@ impl RunSink {
             let manager = RunManager::new(
                 rm_cfg,
                 store.clone(),
+                Arc::clone(&index_db),
                 Arc::clone(&rules),
                 Arc::clone(metrics),
             );

@@ -20,7 +20,7 @@ use std::time::Duration;
 use tonic::codec::CompressionEncoding;
 use traj_receiver::http_server::RpcStatus;
 use traj_receiver::ReceiverMetrics;
-use traj_receiver::{RunManager, RunManagerConfig};
+use traj_receiver::{RunManager, RunManagerConfig, TraceIndexDb};
 use traj_store::{RecordKind, Store, StoreConfig};
 
 async fn logs_client(addr: std::net::SocketAddr) -> LogsServiceClient<tonic::transport::Channel> {
@@ -424,12 +424,15 @@ fn manager(data: &std::path::Path, metrics: &Arc<ReceiverMetrics>) -> RunManager
         runs_dir: traj_runs::runs_dir_of(data),
         grace_period: Duration::from_millis(10),
         idle_timeout: Duration::from_millis(10),
+        late_window: Duration::from_secs(60),
         durability: traj_runs::Durability::RenameOnly,
         shard: traj_receiver::Shard::ONLY,
     };
+    let index = TraceIndexDb::open(&TraceIndexDb::path_in(data)).unwrap();
     RunManager::new(
         cfg,
         store,
+        index,
         Arc::new(traj_assemble::MappingRules::default()),
         Arc::clone(metrics),
     )

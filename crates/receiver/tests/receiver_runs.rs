@@ -81,6 +81,44 @@ async fn a_late_span_rematerializes_the_run_from_the_raw_store() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_span_after_the_late_window_finds_its_trace_in_the_on_disk_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(tmp.path());
+    cfg.late_window = Duration::ZERO;
+    let rx = start(cfg.clone()).await;
+    let addr = rx.http_addr().unwrap();
+    post_protobuf(addr, vec![span(12, 1, 0), span(12, 2, 1)]).await;
+    assert_eq!(wait_run(tmp.path(), 12, 2).await.lineage.spans, 2);
+    let m = rx.metrics();
+    // The finalized trace leaves memory for the on-disk index at the next spill (~1 s).
+    wait_until("index entry moved to disk", || {
+        m.trace_index_disk_entries.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    assert_eq!(m.trace_index_entries.load(Ordering::Relaxed), 0);
+    assert_eq!(m.trace_index_bytes.load(Ordering::Relaxed), 0);
+    let metrics_text = http(addr, "GET", "/metrics", &[], b"").await;
+    let metrics_text = String::from_utf8_lossy(&metrics_text.body);
+    assert!(metrics_text.contains("\ntraj_receiver_trace_index_disk_entries 1\n"));
+
+    // The late span re-opens the run from the records the disk index names.
+    post_protobuf(addr, vec![span(12, 3, 2)]).await;
+    assert_eq!(wait_run(tmp.path(), 12, 3).await.lineage.spans, 3);
+    assert_eq!(m.runs_rematerialized.load(Ordering::Relaxed), 1);
+    rx.shutdown().await;
+
+    // After a restart the on-disk index still knows the trace.
+    let rx = start(cfg).await;
+    let addr = rx.http_addr().unwrap();
+    post_protobuf(addr, vec![span(12, 4, 2)]).await;
+    let last = wait_run(tmp.path(), 12, 4).await;
+    assert_eq!(last.lineage.spans, 4);
+    assert!(last.root_span_seen);
+    assert_run_valid(tmp.path(), 12);
+    rx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_runs_survive_a_restart_and_complete_afterwards() {
     let tmp = tempfile::tempdir().unwrap();
     // First life: timers so long nothing is finalized before shutdown.

@@ -17,8 +17,10 @@
 mod deadlines;
 mod open_run;
 mod recovery;
+mod trace_index;
 
 pub use recovery::RecoverySummary;
+pub use trace_index::{IndexError, TraceIndexDb};
 
 use crate::receiver_metrics::ReceiverMetrics;
 use deadlines::{Candidate, Deadlines};
@@ -33,6 +35,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use trace_index::{TraceIndex, TraceRecords};
 use traj_assemble::{
     assemble_with_logs, split_encoded_by_trace, split_logs_by_trace, EncodedSpan, LogEntry,
     MappingRules, SpanRecord,
@@ -43,6 +46,8 @@ use traj_store::{RangeReader, RecordKind, Store};
 /// Due runs finalized after each batch (more at each tick): enough to keep up, few enough that
 /// the queue is never left waiting long.
 const FINALIZE_PER_BATCH: usize = 8;
+/// How often the index moves entries older than the late window to disk.
+const SPILL_EVERY: Duration = Duration::from_secs(1);
 /// Spans of one record read back with one `pread` when they lie closer than this.
 const COALESCE_GAP: usize = 4096;
 
@@ -96,25 +101,11 @@ pub struct RunManagerConfig {
     pub runs_dir: PathBuf,
     pub grace_period: Duration,
     pub idle_timeout: Duration,
+    /// Finalized traces stay indexed in memory this long (late spans find them fastest), then
+    /// move to the on-disk index.
+    pub late_window: Duration,
     pub durability: traj_runs::Durability,
     pub shard: Shard,
-}
-
-/// The raw records of a trace that is not open (finalized, or log records only).
-#[derive(Debug, Default)]
-struct TraceRecords {
-    /// Sequence numbers of the records holding its spans or log records, ascending.
-    seqs: Vec<u64>,
-    /// Whether any of them holds a span: only then was (or is) there a run.
-    has_spans: bool,
-}
-
-impl TraceRecords {
-    fn push(&mut self, seq: u64) {
-        if self.seqs.last() != Some(&seq) {
-            self.seqs.push(seq);
-        }
-    }
 }
 
 /// Where the run a batch adds to came from.
@@ -147,7 +138,9 @@ pub struct RunManager {
     open: HashMap<TraceId, OpenRun>,
     deadlines: Deadlines,
     /// Traces seen before that are not open → the records holding their spans or log records.
-    index: HashMap<TraceId, TraceRecords>,
+    index: TraceIndex,
+    /// When the index last moved old entries to disk.
+    last_spill: Instant,
     /// The highest sequence number the startup scan read. The listeners accept (and the store
     /// commits) batches while the scan runs, so a batch can be both in the scan and in the
     /// queue; a queued batch at or below this mark was already applied by the scan.
@@ -158,10 +151,13 @@ impl RunManager {
     pub fn new(
         cfg: RunManagerConfig,
         store: Store,
+        index_db: Arc<TraceIndexDb>,
         rules: Arc<MappingRules>,
         metrics: Arc<ReceiverMetrics>,
     ) -> Self {
         RunManager {
+            index: TraceIndex::new(index_db, cfg.late_window, Arc::clone(&metrics)),
+            last_spill: Instant::now(),
             cfg,
             reader: store.range_reader(),
             store,
@@ -169,7 +165,6 @@ impl RunManager {
             metrics,
             open: HashMap::new(),
             deadlines: Deadlines::default(),
-            index: HashMap::new(),
             recovered_through: None,
         }
     }
@@ -193,6 +188,9 @@ impl RunManager {
                 RunMsg::Logs { seq, traces } => self.on_logs(seq, traces, now),
                 RunMsg::Tick => {
                     self.finalize_some(now, usize::MAX);
+                    if now.saturating_duration_since(self.last_spill) >= SPILL_EVERY {
+                        self.spill_index(now);
+                    }
                     continue;
                 }
                 RunMsg::Stop => break,
@@ -218,7 +216,13 @@ impl RunManager {
         if let Some(run) = self.open.remove(&trace) {
             return (run, Origin::Open);
         }
-        match self.index.remove(&trace) {
+        let found = self.index.take(&trace).unwrap_or_else(|e| {
+            // The run is rebuilt from this batch alone; the startup scan finds it incomplete
+            // against raw and rebuilds it whole.
+            tracing::error!(trace_id = %hex::encode(trace), error = %e, "trace index lookup failed");
+            None
+        });
+        match found {
             Some(records) => {
                 let run = self.load_from_raw(&trace, &records.seqs, now);
                 (
@@ -244,13 +248,11 @@ impl RunManager {
         match origin {
             Origin::Open => self.release_slot(),
             Origin::Reopened { had_spans } if new == 0 => {
-                self.index.insert(
-                    trace,
-                    TraceRecords {
-                        has_spans: had_spans,
-                        seqs: run.seqs,
-                    },
-                );
+                let records = TraceRecords {
+                    has_spans: had_spans,
+                    seqs: run.seqs,
+                };
+                self.index.insert(trace, records, now);
                 self.release_slot();
                 return;
             }
@@ -377,13 +379,11 @@ impl RunManager {
                 continue;
             }
             self.held_bytes_changed(run.held_bytes(), 0);
-            self.index.insert(
-                trace,
-                TraceRecords {
-                    has_spans: !run.spans.is_empty(),
-                    seqs: run.seqs,
-                },
-            );
+            let records = TraceRecords {
+                has_spans: !run.spans.is_empty(),
+                seqs: run.seqs,
+            };
+            self.index.insert(trace, records, now);
             self.release_slot();
         }
     }
@@ -391,6 +391,15 @@ impl RunManager {
     /// Open runs of this shard.
     pub fn open_runs(&self) -> usize {
         self.open.len()
+    }
+
+    /// Moves index entries older than the late window to disk (logged, and retried at the next
+    /// spill, when the disk write fails).
+    fn spill_index(&mut self, now: Instant) {
+        self.last_spill = now;
+        if let Err(e) = self.index.spill(now) {
+            tracing::error!(error = %e, "trace index entries could not be moved to disk; kept in memory");
+        }
     }
 
     /// Frees one open-run slot (a run was finalized, or a batch's trace did not open one).

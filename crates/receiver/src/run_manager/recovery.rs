@@ -5,7 +5,8 @@
 //! re-opened.
 
 use super::open_run::log_key;
-use super::{RunManager, TraceRecords};
+use super::trace_index::TraceRecords;
+use super::RunManager;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use prost::Message;
 use std::collections::{HashMap, HashSet};
@@ -38,6 +39,7 @@ pub struct RecoverySummary {
 /// What the scan collects per trace before deciding which to re-open.
 #[derive(Default)]
 struct Seen {
+    records: HashMap<TraceId, TraceRecords>,
     span_ids: HashMap<TraceId, HashSet<SpanId>>,
     log_keys: HashMap<TraceId, HashSet<u64>>,
 }
@@ -86,7 +88,7 @@ impl RunManager {
                             if !shard.owns(&trace) {
                                 continue;
                             }
-                            let records = self.index.entry(trace).or_default();
+                            let records = seen.records.entry(trace).or_default();
                             records.push(seq);
                             records.has_spans = true;
                             let ids = seen.span_ids.entry(trace).or_default();
@@ -108,7 +110,7 @@ impl RunManager {
                             if !shard.owns(&trace) {
                                 continue;
                             }
-                            self.index.entry(trace).or_default().push(seq);
+                            seen.records.entry(trace).or_default().push(seq);
                             summary.log_records += entries.len() as u64;
                             let keys = seen.log_keys.entry(trace).or_default();
                             keys.extend(entries.iter().map(log_key));
@@ -121,7 +123,7 @@ impl RunManager {
 
     /// Phase 2: re-opens every trace with spans whose run on disk holds less than raw; returns
     /// how many.
-    fn reopen_incomplete(&mut self, seen: Seen) -> u64 {
+    fn reopen_incomplete(&mut self, mut seen: Seen) -> u64 {
         let now = Instant::now();
         let mut traces: Vec<(TraceId, usize)> = seen
             .span_ids
@@ -139,7 +141,7 @@ impl RunManager {
             if complete {
                 continue;
             }
-            let records: TraceRecords = self.index.remove(&trace).unwrap_or_default();
+            let records = seen.records.remove(&trace).unwrap_or_default();
             let mut run = self.load_from_raw(&trace, &records.seqs, now);
             if run.root_at.is_some() {
                 run.root_at = Some(now);
@@ -149,6 +151,16 @@ impl RunManager {
             self.open.insert(trace, run);
             reopened += 1;
         }
+        // The rest (complete runs, log-only traces) go to the index as if finalized long ago:
+        // straight to disk at the first spill.
+        let long_ago = now.checked_sub(self.cfg.late_window).unwrap_or(now);
+        for (trace, records) in seen.records {
+            self.index.insert(trace, records, long_ago);
+            if self.index.in_memory() >= super::trace_index::MAX_IN_MEMORY {
+                self.spill_index(now);
+            }
+        }
+        self.spill_index(now);
         reopened
     }
 }
