@@ -392,10 +392,10 @@ async fn read_limited(
 }
 
 /// Reads and discards what is left of `body`, at most [`DRAIN_MAX_BYTES`] for at most
-/// [`DRAIN_TIMEOUT`]; nothing is kept. Returns whether the body ended. Over HTTP/2 the data read
+/// [`DRAIN_TIMEOUT`]; nothing is kept. Over HTTP/2 the data read
 /// also returns flow-control credit, and a stream left unfinished is reset by hyper with
 /// `NO_ERROR` after the response (RFC 9113 §8.1).
-async fn drain(body: &mut Body) -> bool {
+async fn drain(body: &mut Body) {
     let mut drained: u64 = 0;
     let read_to_end = async {
         while let Some(frame) = body.frame().await {
@@ -419,7 +419,6 @@ async fn drain(body: &mut Body) -> bool {
         ended,
         "rest of an over-limit request body discarded"
     );
-    ended
 }
 
 fn too_large(enc: Encoding, limit: usize) -> Response {
