@@ -10,12 +10,13 @@ use crate::ingest::{Ingest, IngestError, RawExportError};
 use crate::otlp_json;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Body as _;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -24,6 +25,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Seconds a refused client is told to wait.
 pub const RETRY_AFTER_SECS: u32 = 1;
@@ -174,17 +176,29 @@ enum Decoded {
 
 async fn export_traces(
     State(st): State<Arc<HttpState>>,
+    version: Version,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    export(st, headers, body, Signal::Traces).await
+    export(st, version, headers, body, Signal::Traces).await
 }
 
-async fn export_logs(State(st): State<Arc<HttpState>>, headers: HeaderMap, body: Body) -> Response {
-    export(st, headers, body, Signal::Logs).await
+async fn export_logs(
+    State(st): State<Arc<HttpState>>,
+    version: Version,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    export(st, version, headers, body, Signal::Logs).await
 }
 
-async fn export(st: Arc<HttpState>, headers: HeaderMap, body: Body, signal: Signal) -> Response {
+async fn export(
+    st: Arc<HttpState>,
+    version: Version,
+    headers: HeaderMap,
+    body: Body,
+    signal: Signal,
+) -> Response {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -204,12 +218,20 @@ async fn export(st: Arc<HttpState>, headers: HeaderMap, body: Body, signal: Sign
         .map(|v| v.to_str().unwrap_or("?").to_string());
 
     // The wire body is capped at the same limit as the decompressed one.
-    let wire: Bytes = match Limited::new(body, st.max_request_bytes).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return too_large(enc, st.max_request_bytes)
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let wire: Bytes = match read_limited(body, st.max_request_bytes, expects_continue).await {
+        Ok(wire) => wire,
+        Err(BodyError::TooLarge) => {
+            let mut resp = too_large(enc, st.max_request_bytes);
+            if version < Version::HTTP_2 {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return resp;
         }
-        Err(e) => {
+        Err(BodyError::Read(e)) => {
             return status_response(
                 StatusCode::BAD_REQUEST,
                 enc,
@@ -324,6 +346,79 @@ fn decode_body(
         (Encoding::Json, Signal::Logs) => Decoded::Logs(decode_logs_request(&plain, enc)?),
     };
     Ok((decoded, plain))
+}
+
+/// At most this much of a refused (over-limit) body is read and discarded before the answer.
+const DRAIN_MAX_BYTES: u64 = 128 << 20;
+/// And for at most this long.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a request body was not read.
+enum BodyError {
+    /// Over the limit; the rest of it has been drained as far as [`drain`] goes.
+    TooLarge,
+    /// Reading it failed (the client went away, a malformed chunk, an h2 stream reset).
+    Read(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Reads a body of at most `limit` bytes. A body over the limit is never buffered past it: one
+/// whose `Content-Length` announces more is not buffered at all, and the rest of it is drained.
+///
+/// Draining is what lets a client that writes the whole body before it reads the response (as
+/// Python's `urllib` does) see the 413: a socket closed with unread data in its receive buffer
+/// sends RST, and the client then gets "connection reset" instead of the answer. It is skipped
+/// when it cannot help: a client that sent `Expect: 100-continue` is answered before it sends
+/// the body, and one announcing more than [`DRAIN_MAX_BYTES`] would be reset anyway.
+async fn read_limited(
+    mut body: Body,
+    limit: usize,
+    expects_continue: bool,
+) -> Result<Bytes, BodyError> {
+    let limit_u64 = u64::try_from(limit).unwrap_or(u64::MAX);
+    if let Some(announced) = body.size_hint().exact().filter(|&n| n > limit_u64) {
+        if !expects_continue && announced <= DRAIN_MAX_BYTES {
+            drain(&mut body).await;
+        }
+        return Err(BodyError::TooLarge);
+    }
+    match Limited::new(&mut body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            drain(&mut body).await;
+            Err(BodyError::TooLarge)
+        }
+        Err(e) => Err(BodyError::Read(e)),
+    }
+}
+
+/// Reads and discards what is left of `body`, at most [`DRAIN_MAX_BYTES`] for at most
+/// [`DRAIN_TIMEOUT`]; nothing is kept. Over HTTP/2 the data read
+/// also returns flow-control credit, and a stream left unfinished is reset by hyper with
+/// `NO_ERROR` after the response (RFC 9113 §8.1).
+async fn drain(body: &mut Body) {
+    let mut drained: u64 = 0;
+    let read_to_end = async {
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                return false;
+            };
+            if let Some(data) = frame.data_ref() {
+                drained += data.len() as u64;
+                if drained > DRAIN_MAX_BYTES {
+                    return false;
+                }
+            }
+        }
+        true
+    };
+    let ended = tokio::time::timeout(DRAIN_TIMEOUT, read_to_end)
+        .await
+        .unwrap_or(false);
+    tracing::debug!(
+        drained,
+        ended,
+        "rest of an over-limit request body discarded"
+    );
 }
 
 fn too_large(enc: Encoding, limit: usize) -> Response {
