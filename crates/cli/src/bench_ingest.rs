@@ -671,6 +671,8 @@ pub fn run(args: IngestArgs) -> Result<std::process::ExitCode> {
 struct SinkProcess {
     child: std::process::Child,
     addr: String,
+    /// Kept open so the sink's closing line finds a reader.
+    _stdout: std::io::BufReader<std::process::ChildStdout>,
     _script: tempfile::TempDir,
 }
 
@@ -698,7 +700,8 @@ fn spawn_decode_sink(python: &std::path::Path) -> Result<SinkProcess> {
         .with_context(|| format!("starting the decode-only sink with {}", python.display()))?;
     let stdout = child.stdout.take().context("decode sink stdout")?;
     let mut first = String::new();
-    std::io::BufReader::new(stdout)
+    let mut stdout = std::io::BufReader::new(stdout);
+    stdout
         .read_line(&mut first)
         .context("reading the decode sink's address")?;
     let addr = serde_json::from_str::<serde_json::Value>(&first)
@@ -711,6 +714,7 @@ fn spawn_decode_sink(python: &std::path::Path) -> Result<SinkProcess> {
     Ok(SinkProcess {
         child,
         addr,
+        _stdout: stdout,
         _script: dir,
     })
 }

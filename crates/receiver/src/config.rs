@@ -72,6 +72,8 @@ pub struct ReceiverConfig {
     pub idle_timeout: Duration,
     /// How long finalized traces stay indexed in memory before moving to the on-disk index.
     pub late_window: Duration,
+    /// Raw-store retention (age and/or size; off by default).
+    pub raw_retention: traj_store::RetentionPolicy,
     /// Open runs held in memory; beyond this new batches are refused (retryable).
     pub max_open_runs: usize,
     /// Spans accepted but not yet stored; beyond this new batches are refused (retryable).

@@ -6,6 +6,7 @@
 use crate::forward::Forwarder;
 use crate::log_check::check_logs_request;
 use crate::receiver_metrics::ReceiverMetrics;
+use crate::retention_floor::RetentionFloor;
 use crate::run_routing::route;
 use crate::sinks::RunQueues;
 use crate::span_check::check_request;
@@ -70,6 +71,8 @@ pub enum RawExportError {
 pub struct Ingest {
     pub(crate) store: Store,
     pub(crate) runs: RunQueues,
+    /// Where a batch is registered before its append, so retention keeps it until its runs hold it.
+    pub(crate) floor: Arc<RetentionFloor>,
     pub(crate) in_flight: Arc<Semaphore>,
     pub(crate) max_spans_in_flight: usize,
     pub(crate) max_open_runs: usize,
@@ -309,6 +312,9 @@ impl Ingest {
         m.spans_in_flight.fetch_add(accepted, Ordering::Relaxed);
 
         let len = bytes.len() as u64;
+        let hold = self
+            .floor
+            .pending(self.store.stats().last_seq.map_or(0, |last| last + 1));
         let appended = self.store.append_kind(kind, bytes.clone()).await;
         m.spans_in_flight.fetch_sub(accepted, Ordering::Relaxed);
         let seq = match appended {
@@ -332,7 +338,7 @@ impl Ingest {
         m.queue_depth
             .fetch_add(routed.loads.len() as u64, Ordering::Relaxed);
         for (slot, (_, load)) in queue_slots.into_iter().zip(routed.loads) {
-            slot.send(load.into_msg(seq));
+            slot.send(load.into_msg(seq, Arc::clone(&hold)));
         }
         drop(in_flight);
         // Forward targets are OTLP trace endpoints; logs are not forwarded.

@@ -23,6 +23,7 @@ mod otlp_json;
 mod receive_redaction;
 mod receiver_metrics;
 mod rejections;
+mod retention_floor;
 mod run_manager;
 mod run_routing;
 mod span_check;
@@ -31,6 +32,7 @@ mod tls;
 pub use body_decode::{decode_request, decompress, DecodeError, Encoding};
 pub use config::{Fsync, ReceiverConfig, TlsFiles};
 pub use receiver_metrics::ReceiverMetrics;
+pub use retention_floor::{PendingRecord, RetentionFloor};
 pub use run_manager::{
     IndexError, RecoverySummary, RunManager, RunManagerConfig, RunMsg, Shard, TraceIndexDb,
 };

@@ -32,6 +32,10 @@ pub struct ReceiverMetrics {
     pub trace_index_entries: AtomicU64,
     pub trace_index_bytes: AtomicU64,
     pub trace_index_disk_entries: AtomicU64,
+    pub late_records_past_retention: AtomicU64,
+    pub raw_segments_dropped: AtomicU64,
+    pub raw_bytes_dropped: AtomicU64,
+    pub raw_first_seq: AtomicU64,
     pub spans_in_flight: AtomicU64,
 }
 
@@ -46,7 +50,7 @@ impl ReceiverMetrics {
 
     /// Renders every metric as `traj_receiver_*` in the Prometheus text format.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 25] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 29] = [
             (
                 "requests_total",
                 "counter",
@@ -130,6 +134,30 @@ impl ReceiverMetrics {
                 "counter",
                 "Runs whose assembly or write failed.",
                 &self.run_write_failures,
+            ),
+            (
+                "late_records_past_retention_total",
+                "counter",
+                "Late spans or log records for runs whose earlier raw records retention dropped (kept in raw; the run is not rewritten).",
+                &self.late_records_past_retention,
+            ),
+            (
+                "raw_segments_dropped_total",
+                "counter",
+                "Raw segments dropped by retention.",
+                &self.raw_segments_dropped,
+            ),
+            (
+                "raw_bytes_dropped_total",
+                "counter",
+                "Raw bytes dropped by retention.",
+                &self.raw_bytes_dropped,
+            ),
+            (
+                "raw_first_seq",
+                "gauge",
+                "Oldest raw record kept, as of the last retention pass (0 before any).",
+                &self.raw_first_seq,
             ),
             (
                 "bytes_stored_total",

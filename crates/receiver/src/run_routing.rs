@@ -3,9 +3,11 @@
 //! not decoded), logs records decoded and split by trace, and each shard gets only its traces.
 //! The shards never see the batch's bytes: they read spans back from the raw store.
 
+use crate::retention_floor::PendingRecord;
 use crate::run_manager::{RunMsg, Shard};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use prost::Message;
+use std::sync::Arc;
 use traj_assemble::{split_encoded_by_trace, split_logs_by_trace, EncodedSpan, LogEntry};
 use traj_schema::ids::TraceId;
 use traj_store::RecordKind;
@@ -18,10 +20,10 @@ pub(crate) enum ShardLoad {
 }
 
 impl ShardLoad {
-    pub fn into_msg(self, seq: u64) -> RunMsg {
+    pub fn into_msg(self, seq: u64, hold: Arc<PendingRecord>) -> RunMsg {
         match self {
-            ShardLoad::Spans(traces) => RunMsg::Spans { seq, traces },
-            ShardLoad::Logs(traces) => RunMsg::Logs { seq, traces },
+            ShardLoad::Spans(traces) => RunMsg::Spans { seq, traces, hold },
+            ShardLoad::Logs(traces) => RunMsg::Logs { seq, traces, hold },
         }
     }
 }

@@ -97,6 +97,7 @@ impl Receiver {
         let ingest = Arc::new(Ingest {
             store: store.clone(),
             runs: runs.queues.clone(),
+            floor: Arc::clone(&runs.floor),
             in_flight: Arc::new(Semaphore::new(cfg.max_spans_in_flight)),
             max_spans_in_flight: cfg.max_spans_in_flight,
             max_open_runs: cfg.max_open_runs,

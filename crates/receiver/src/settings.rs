@@ -147,6 +147,12 @@ serve_settings! {
         /// Finalized traces stay indexed in memory this long for late spans, then move to the
         /// on-disk index (`index/traces.redb`): memory follows recent traffic, not history.
         late_window: String = String::from("60s"),
+        /// Drop raw segments (whole, oldest first) last written longer ago than this (`off`: keep
+        /// forever); never one holding a record of a run not written yet.
+        raw_retention_age: String = String::from("off"),
+        /// Drop the oldest raw segments while the raw store is larger than this many bytes (0: no
+        /// size limit); the same rules as `raw_retention_age`.
+        raw_retention_bytes: u64 = 0,
         /// Open runs held in memory before new batches are refused (retryable).
         max_open_runs: usize = 10_000,
         /// Spans and log records being stored at once before new batches are refused (retryable).
@@ -215,6 +221,14 @@ impl ServeSettings {
             grace_period: parse_duration(&required(s.grace_period, "grace_period")?)?,
             idle_timeout: parse_duration(&required(s.idle_timeout, "idle_timeout")?)?,
             late_window: parse_duration(&required(s.late_window, "late_window")?)?,
+            raw_retention: traj_store::RetentionPolicy {
+                max_age: parse_optional_duration(&required(
+                    s.raw_retention_age,
+                    "raw_retention_age",
+                )?)?,
+                max_bytes: Some(required(s.raw_retention_bytes, "raw_retention_bytes")?)
+                    .filter(|&b| b > 0),
+            },
             max_open_runs: required(s.max_open_runs, "max_open_runs")?,
             max_spans_in_flight: required(s.max_spans_in_flight, "max_spans_in_flight")?,
             max_bytes_in_flight: required(s.max_bytes_in_flight, "max_bytes_in_flight")?,
@@ -252,6 +266,14 @@ fn required<T>(v: Option<T>, key: &str) -> Result<T, ConfigError> {
     v.ok_or_else(|| ConfigError::Invalid(format!("{key}: no value and no default")))
 }
 
+/// A duration, or `off` for none.
+fn parse_optional_duration(s: &str) -> Result<Option<std::time::Duration>, ConfigError> {
+    match s.trim() {
+        "off" => Ok(None),
+        other => parse_duration(other).map(Some),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +305,7 @@ mod tests {
                 | "max_spans_in_flight"
                 | "max_bytes_in_flight"
                 | "assembly_threads"
+                | "raw_retention_bytes"
                 | "forward_queue"
                 | "forward_attempts" => "1".to_string(),
                 "redact_before_store" => "true".to_string(),
@@ -293,6 +316,29 @@ mod tests {
             let parsed: Result<ServeSettings, _> = toml::from_str(&text);
             assert!(parsed.is_ok(), "{text}: {parsed:?}");
         }
+    }
+
+    #[test]
+    fn retention_is_off_by_default_and_parses_age_and_size() {
+        let with = |age: Option<&str>, bytes: Option<u64>| {
+            ServeSettings {
+                data_dir: Some("/d".into()),
+                raw_retention_age: age.map(str::to_string),
+                raw_retention_bytes: bytes,
+                ..ServeSettings::default()
+            }
+            .into_config()
+            .map(|c| c.raw_retention)
+        };
+        assert!(with(None, None).unwrap().is_off());
+        let p = with(Some("2h"), Some(1 << 30)).unwrap();
+        assert_eq!(p.max_age, Some(Duration::from_secs(7200)));
+        assert_eq!(p.max_bytes, Some(1 << 30));
+        assert_eq!(
+            with(Some("off"), Some(0)).unwrap(),
+            traj_store::RetentionPolicy::default()
+        );
+        assert!(with(Some("a week"), None).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use crate::config::ReceiverConfig;
 use crate::forward::{Forwarder, Target};
 use crate::receiver_metrics::ReceiverMetrics;
+use crate::retention_floor::RetentionFloor;
 use crate::run_manager::{
     tick_interval, RunManager, RunManagerConfig, RunMsg, Shard, TraceIndexDb,
 };
@@ -16,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use traj_assemble::MappingRules;
-use traj_store::Store;
+use traj_store::{RetentionPolicy, Store};
 
 /// Batches that may wait for each run-manager shard (each is small: span locations, no bytes).
 const RUN_QUEUE: usize = 512;
@@ -47,8 +48,11 @@ impl RunQueues {
 pub(crate) struct RunSink {
     /// Where the ack path hands stored batches (a slot is reserved before the append).
     pub queues: RunQueues,
+    /// The lowest raw record retention must keep (fed by the ack path and the shards).
+    pub floor: Arc<RetentionFloor>,
     threads: Vec<std::thread::JoinHandle<()>>,
     ticker: JoinHandle<()>,
+    retention: Option<JoinHandle<()>>,
 }
 
 impl RunSink {
@@ -62,6 +66,7 @@ impl RunSink {
         let rules = Arc::new(rules);
         let index_path = TraceIndexDb::path_in(&cfg.data_dir);
         let index_db = TraceIndexDb::open(&index_path)?;
+        let floor = RetentionFloor::new(count);
         let mut txs = Vec::with_capacity(count);
         let mut threads = Vec::with_capacity(count);
         let mut tick = Duration::from_secs(1);
@@ -83,6 +88,7 @@ impl RunSink {
                 rm_cfg,
                 store.clone(),
                 Arc::clone(&index_db),
+                Arc::clone(&floor),
                 Arc::clone(&rules),
                 Arc::clone(metrics),
             );
@@ -98,16 +104,30 @@ impl RunSink {
         }
         let queues = RunQueues(txs);
         let ticker = tokio::spawn(tick_loop(queues.clone(), tick));
+        let retention = (!cfg.raw_retention.is_off()).then(|| {
+            tokio::spawn(retention_loop(
+                store.clone(),
+                cfg.raw_retention,
+                Arc::clone(&floor),
+                Arc::clone(metrics),
+            ))
+        });
         Ok(RunSink {
             queues,
+            floor,
             threads,
             ticker,
+            retention,
         })
     }
 
     /// Stops the ticker, hands over what is queued (batches already acknowledged), then stops the
     /// shards without finalizing open runs (they resume at the next start).
     pub(crate) async fn stop(self) {
+        if let Some(retention) = self.retention {
+            retention.abort();
+            let _ = retention.await;
+        }
         self.ticker.abort();
         let _ = self.ticker.await;
         for tx in &self.queues.0 {
@@ -121,6 +141,41 @@ impl RunSink {
             }
         })
         .await;
+    }
+}
+
+/// How often retention looks for raw segments to drop.
+const RETENTION_EVERY: Duration = Duration::from_secs(10);
+
+/// Drops raw segments the policy lets go, below the retention floor, every [`RETENTION_EVERY`].
+async fn retention_loop(
+    store: Store,
+    policy: RetentionPolicy,
+    floor: Arc<RetentionFloor>,
+    metrics: Arc<ReceiverMetrics>,
+) {
+    let mut iv = tokio::time::interval(RETENTION_EVERY);
+    iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        iv.tick().await;
+        let (store, floor) = (store.clone(), Arc::clone(&floor));
+        let pass = tokio::task::spawn_blocking(move || {
+            store.apply_retention(&policy, floor.floor(), std::time::SystemTime::now())
+        })
+        .await;
+        match pass {
+            Ok(Ok(dropped)) => {
+                ReceiverMetrics::add(&metrics.raw_segments_dropped, dropped.segments);
+                ReceiverMetrics::add(&metrics.raw_bytes_dropped, dropped.bytes);
+                if let Some(first) = dropped.first_seq {
+                    metrics
+                        .raw_first_seq
+                        .store(first, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "retention pass failed; retried later"),
+            Err(e) => tracing::error!(error = %e, "retention pass panicked; retried later"),
+        }
     }
 }
 

@@ -433,6 +433,7 @@ fn manager(data: &std::path::Path, metrics: &Arc<ReceiverMetrics>) -> RunManager
         cfg,
         store,
         index,
+        traj_receiver::RetentionFloor::new(1),
         Arc::new(traj_assemble::MappingRules::default()),
         Arc::clone(metrics),
     )

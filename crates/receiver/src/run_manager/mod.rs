@@ -23,6 +23,7 @@ pub use recovery::RecoverySummary;
 pub use trace_index::{IndexError, TraceIndexDb};
 
 use crate::receiver_metrics::ReceiverMetrics;
+use crate::retention_floor::{PendingRecord, RetentionFloor};
 use deadlines::{Candidate, Deadlines};
 use open_run::{HeldSpan, OpenRun};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -59,11 +60,14 @@ pub enum RunMsg {
     Spans {
         seq: u64,
         traces: Vec<(TraceId, Vec<EncodedSpan>)>,
+        /// Holds the record against retention until a published floor covers it.
+        hold: Arc<PendingRecord>,
     },
     /// Log records of logs record `seq`, by trace.
     Logs {
         seq: u64,
         traces: Vec<(TraceId, Vec<LogEntry>)>,
+        hold: Arc<PendingRecord>,
     },
     /// Time to check the finalization deadlines.
     Tick,
@@ -141,6 +145,10 @@ pub struct RunManager {
     index: TraceIndex,
     /// When the index last moved old entries to disk.
     last_spill: Instant,
+    /// Where this shard publishes the lowest record its open runs hold (for retention).
+    floor: Arc<RetentionFloor>,
+    /// Batches taken since the last publication: held against retention until then.
+    held: Vec<Arc<PendingRecord>>,
     /// The highest sequence number the startup scan read. The listeners accept (and the store
     /// commits) batches while the scan runs, so a batch can be both in the scan and in the
     /// queue; a queued batch at or below this mark was already applied by the scan.
@@ -152,10 +160,13 @@ impl RunManager {
         cfg: RunManagerConfig,
         store: Store,
         index_db: Arc<TraceIndexDb>,
+        floor: Arc<RetentionFloor>,
         rules: Arc<MappingRules>,
         metrics: Arc<ReceiverMetrics>,
     ) -> Self {
         RunManager {
+            floor,
+            held: Vec::new(),
             index: TraceIndex::new(index_db, cfg.late_window, Arc::clone(&metrics)),
             last_spill: Instant::now(),
             cfg,
@@ -181,16 +192,20 @@ impl RunManager {
             bad_records = summary.bad_records,
             "raw store scanned"
         );
+        self.publish_floor();
         while let Some(msg) = rx.blocking_recv() {
             let now = Instant::now();
             match msg {
-                RunMsg::Spans { seq, traces } => self.on_spans(seq, traces, now),
-                RunMsg::Logs { seq, traces } => self.on_logs(seq, traces, now),
+                RunMsg::Spans { seq, traces, hold } => {
+                    self.on_spans(seq, traces, now);
+                    self.held.push(hold);
+                }
+                RunMsg::Logs { seq, traces, hold } => {
+                    self.on_logs(seq, traces, now);
+                    self.held.push(hold);
+                }
                 RunMsg::Tick => {
-                    self.finalize_some(now, usize::MAX);
-                    if now.saturating_duration_since(self.last_spill) >= SPILL_EVERY {
-                        self.spill_index(now);
-                    }
+                    self.tick(now);
                     continue;
                 }
                 RunMsg::Stop => break,
@@ -211,10 +226,11 @@ impl RunManager {
     }
 
     /// The open run of `trace` to add to: the open one, else a finalized (or log-only) trace
-    /// re-opened from the raw store, else a new one.
-    fn run_for(&mut self, trace: TraceId, now: Instant) -> (OpenRun, Origin) {
+    /// re-opened from the raw store, else a new one. `None` when the trace's earlier records
+    /// were dropped by retention: its run on disk stays as it is (the new records stay in raw).
+    fn run_for(&mut self, trace: TraceId, now: Instant) -> Option<(OpenRun, Origin)> {
         if let Some(run) = self.open.remove(&trace) {
-            return (run, Origin::Open);
+            return Some((run, Origin::Open));
         }
         let found = self.index.take(&trace).unwrap_or_else(|e| {
             // The run is rebuilt from this batch alone; the startup scan finds it incomplete
@@ -223,17 +239,34 @@ impl RunManager {
             None
         });
         match found {
-            Some(records) => {
-                let run = self.load_from_raw(&trace, &records.seqs, now);
-                (
+            Some(records) => match self.load_from_raw(&trace, &records.seqs, now) {
+                Some(run) => Some((
                     run,
                     Origin::Reopened {
                         had_spans: records.has_spans,
                     },
-                )
-            }
-            None => (OpenRun::new(now), Origin::New),
+                )),
+                None => {
+                    self.index.insert(trace, records, now);
+                    None
+                }
+            },
+            None => Some((OpenRun::new(now), Origin::New)),
         }
+    }
+
+    /// Counts and logs records of `trace` that arrived after retention dropped its earlier ones,
+    /// and gives back the open-run slot the ack path reserved for it.
+    fn past_retention(&self, trace: &TraceId, seq: u64, items: usize) {
+        ReceiverMetrics::add(&self.metrics.late_records_past_retention, items as u64);
+        tracing::warn!(
+            trace_id = %hex::encode(trace),
+            seq,
+            items,
+            "late spans or log records for a run whose earlier raw records retention dropped: \
+             kept in raw, the run on disk is left as it is"
+        );
+        self.release_slot();
     }
 
     /// Puts `run`, after a batch's additions, back as open; or, when a re-opened trace got only
@@ -293,7 +326,10 @@ impl RunManager {
             return;
         }
         for (trace, spans) in traces {
-            let (mut run, origin) = self.run_for(trace, now);
+            let Some((mut run, origin)) = self.run_for(trace, now) else {
+                self.past_retention(&trace, seq, spans.len());
+                continue;
+            };
             let held_before = run_bytes_before(&run, origin);
             run.saw(seq);
             let mut new = 0;
@@ -322,7 +358,10 @@ impl RunManager {
             return;
         }
         for (trace, entries) in traces {
-            let (mut run, origin) = self.run_for(trace, now);
+            let Some((mut run, origin)) = self.run_for(trace, now) else {
+                self.past_retention(&trace, seq, entries.len());
+                continue;
+            };
             let held_before = run_bytes_before(&run, origin);
             run.saw(seq);
             let mut new = 0;
@@ -346,6 +385,16 @@ impl RunManager {
     /// dropped from memory instead: no run without spans).
     pub fn finalize_due(&mut self, now: Instant) {
         self.finalize_some(now, usize::MAX);
+    }
+
+    /// What a tick does: finalizes every due run, publishes the retention floor, and moves old
+    /// index entries to disk (at most once a second).
+    pub fn tick(&mut self, now: Instant) {
+        self.finalize_some(now, usize::MAX);
+        self.publish_floor();
+        if now.saturating_duration_since(self.last_spill) >= SPILL_EVERY {
+            self.spill_index(now);
+        }
     }
 
     /// Finalizes up to `budget` due runs, oldest deadline first.
@@ -386,6 +435,19 @@ impl RunManager {
             self.index.insert(trace, records, now);
             self.release_slot();
         }
+    }
+
+    /// Publishes the lowest raw record this shard's open runs hold, then lets go of the batches
+    /// taken since the last publication (the floor covers what they added).
+    fn publish_floor(&mut self) {
+        let lowest = self
+            .open
+            .values()
+            .filter_map(|run| run.seqs.first().copied())
+            .min()
+            .unwrap_or(u64::MAX);
+        self.floor.publish(self.cfg.shard.index, lowest);
+        self.held.clear();
     }
 
     /// Open runs of this shard.
@@ -517,12 +579,14 @@ impl RunManager {
         Ok(out)
     }
 
-    /// Rebuilds a trace from the raw records `seqs` (its spans located, its log records held).
-    fn load_from_raw(&mut self, trace: &TraceId, seqs: &[u64], now: Instant) -> OpenRun {
+    /// Rebuilds a trace from the raw records `seqs` (its spans located, its log records held);
+    /// `None` when retention dropped one of them (a rebuilt run would lack its spans).
+    fn load_from_raw(&mut self, trace: &TraceId, seqs: &[u64], now: Instant) -> Option<OpenRun> {
         let mut run = OpenRun::new(now);
         for &seq in seqs {
             let record = match self.store.read_record(seq) {
                 Ok(r) => r,
+                Err(traj_store::StoreError::NotFound { .. }) => return None,
                 Err(e) => {
                     tracing::error!(seq, error = %e, "raw record unreadable");
                     continue;
@@ -557,7 +621,7 @@ impl RunManager {
                 },
             }
         }
-        run
+        Some(run)
     }
 }
 

@@ -142,7 +142,9 @@ impl RunManager {
                 continue;
             }
             let records = seen.records.remove(&trace).unwrap_or_default();
-            let mut run = self.load_from_raw(&trace, &records.seqs, now);
+            let Some(mut run) = self.load_from_raw(&trace, &records.seqs, now) else {
+                continue;
+            };
             if run.root_at.is_some() {
                 run.root_at = Some(now);
             }
