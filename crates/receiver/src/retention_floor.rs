@@ -52,6 +52,12 @@ impl RetentionFloor {
         }
     }
 
+    /// The lowest seq a batch being stored or not yet taken by every shard may have.
+    pub fn pending_min(&self) -> Option<u64> {
+        let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        pending.keys().next().copied()
+    }
+
     /// The lowest seq that must stay.
     pub fn floor(&self) -> u64 {
         let shards = self

@@ -168,11 +168,23 @@ async fn open_runs_survive_a_restart_and_complete_afterwards() {
     assert_eq!(m.runs_rematerialized.load(Ordering::Relaxed), 0);
     rx.shutdown().await;
 
-    // Fourth life: a torn events.jsonl (fewer lines than session.json says) is rebuilt.
+    // Fourth life: a torn events.jsonl (fewer lines than session.json says), damaged after the
+    // checkpoint passed it, is not seen by the scan from the checkpoint ...
     let events_path = run_dir(tmp.path(), 12).join("events.jsonl");
     let full = std::fs::read_to_string(&events_path).unwrap();
     assert!(!full.is_empty());
     std::fs::write(&events_path, "").unwrap();
+    let rx = start(test_config(tmp.path())).await;
+    let m = rx.metrics();
+    post_protobuf(rx.http_addr().unwrap(), vec![span(15, 1, 0)]).await;
+    wait_run(tmp.path(), 15, 1).await;
+    assert_eq!(std::fs::read_to_string(&events_path).unwrap(), "");
+    assert_eq!(m.runs_rematerialized.load(Ordering::Relaxed), 0);
+    rx.shutdown().await;
+
+    // ... and is rebuilt by the full scan a start without index/ makes (the documented way to
+    // re-check every run).
+    std::fs::remove_dir_all(tmp.path().join("index")).unwrap();
     let rx = start(test_config(tmp.path())).await;
     let m = rx.metrics();
     wait_until("the torn run rewritten", || {

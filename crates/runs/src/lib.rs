@@ -108,6 +108,21 @@ pub fn write_run(
     write_run_with(runs_dir, session, events, Durability::Fsync)
 }
 
+/// Makes every run written so far under `runs_dir` durable at once (`syncfs` of its file
+/// system): what [`Durability::RenameOnly`] writers call before they rely on those runs
+/// surviving power loss (the receiver, before it checkpoints past them).
+pub fn sync_written_runs(runs_dir: &Path) -> Result<(), RunsError> {
+    let dir = std::fs::File::open(runs_dir).map_err(io_err(runs_dir))?;
+    #[cfg(target_os = "linux")]
+    {
+        rustix::fs::syncfs(&dir).map_err(|e| io_err(runs_dir)(e.into()))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        dir.sync_all().map_err(io_err(runs_dir))
+    }
+}
+
 /// [`write_run`] with a chosen [`Durability`].
 pub fn write_run_with(
     runs_dir: &Path,

@@ -459,7 +459,38 @@ impl RunManager {
     /// spill, when the disk write fails).
     fn spill_index(&mut self, now: Instant) {
         self.last_spill = now;
-        if let Err(e) = self.index.spill(now) {
+        // The checkpoint: no record below it holds a trace of this shard that is open, in the
+        // in-memory index, or not yet taken. The store's next seq is read before the pending
+        // batches, so a batch appended in between is seen as pending.
+        let next_seq = self.store.stats().last_seq.map_or(0, |last| last + 1);
+        let pending = self.floor.pending_min();
+        let open = self
+            .open
+            .values()
+            .filter_map(|run| run.seqs.first().copied())
+            .min();
+        let shard = self.cfg.shard;
+        // Runs are written rename-only: they must be durable before the checkpoint passes them
+        // (a power loss would otherwise lose runs the startup scan no longer rebuilds).
+        let runs_durable = match traj_runs::sync_written_runs(&self.cfg.runs_dir) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "runs not synced; checkpoint not advanced");
+                false
+            }
+        };
+        let checkpoint = |index: &TraceIndex, moving: &[TraceId]| {
+            if !runs_durable {
+                return None;
+            }
+            let staying = index.lowest_staying(moving);
+            let seq = [Some(next_seq), pending, open, staying]
+                .into_iter()
+                .flatten()
+                .min()?;
+            Some((shard.index, shard.count, seq))
+        };
+        if let Err(e) = self.index.spill(now, checkpoint) {
             tracing::error!(error = %e, "trace index entries could not be moved to disk; kept in memory");
         }
     }

@@ -1,8 +1,9 @@
-//! The startup scan: every shard walks the raw store (trace records with the lazy wire walk, logs
-//! records decoded), indexes its own traces, and re-opens each trace with spans whose run
-//! directory is missing or holds fewer spans than raw storage has, or, when the run records
-//! `lineage.log_records`, fewer log records. Traces with log records only are indexed, not
-//! re-opened.
+//! The startup scan: every shard walks the raw store from its checkpoint (records below it are
+//! accounted for in the on-disk index; 0 on a first start or without `index/`), with the lazy
+//! wire walk for trace records and logs records decoded. It indexes its own traces, completes
+//! them with their older records from the on-disk index, and re-opens each trace with spans
+//! whose run directory is missing or holds fewer spans than raw has, or, when the run records
+//! `lineage.log_records`, fewer log records. Traces with log records only are indexed.
 
 use super::open_run::log_key;
 use super::trace_index::TraceRecords;
@@ -19,6 +20,9 @@ use traj_store::{Record, RecordKind};
 /// What the startup scan of the raw store found (for this shard's traces).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoverySummary {
+    /// The seq the scan started at: the shard's checkpoint (records below it are accounted for
+    /// in the on-disk index), 0 on a first start.
+    pub scanned_from: u64,
     /// Raw records scanned (trace and logs records).
     pub records: u64,
     /// Traces with at least one span.
@@ -45,9 +49,24 @@ struct Seen {
 }
 
 impl RunManager {
-    /// Scans the raw store, indexes this shard's traces and re-opens the incomplete ones.
+    /// Where this shard's startup scan starts (0, a full scan, when the index cannot say).
+    fn checkpoint(&self) -> u64 {
+        let shard = self.cfg.shard;
+        self.index
+            .checkpoint(shard.index, shard.count)
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "no checkpoint readable; scanning all of raw");
+                0
+            })
+    }
+
+    /// Scans the raw store from the checkpoint, indexes this shard's traces and re-opens the
+    /// incomplete ones.
     pub fn recover(&mut self) -> RecoverySummary {
-        let mut summary = RecoverySummary::default();
+        let mut summary = RecoverySummary {
+            scanned_from: self.checkpoint(),
+            ..RecoverySummary::default()
+        };
         let mut seen = Seen::default();
         self.scan_raw(&mut summary, &mut seen);
         summary.traces = seen.span_ids.len() as u64;
@@ -66,7 +85,7 @@ impl RunManager {
     /// Phase 1: every record once; the index and what each trace holds in raw.
     fn scan_raw(&mut self, summary: &mut RecoverySummary, seen: &mut Seen) {
         let shard = self.cfg.shard;
-        for item in self.store.scan(0) {
+        for item in self.store.scan(summary.scanned_from) {
             let Record { seq, kind, payload } = match item {
                 Ok(x) => x,
                 Err(e) => {
@@ -121,30 +140,53 @@ impl RunManager {
         }
     }
 
-    /// Phase 2: re-opens every trace with spans whose run on disk holds less than raw; returns
-    /// how many.
+    /// Phase 2: completes each scanned trace's records with its older ones from the on-disk
+    /// index (those below the checkpoint), then re-opens every trace with spans whose run on
+    /// disk holds less than raw; returns how many.
     fn reopen_incomplete(&mut self, mut seen: Seen) -> u64 {
         let now = Instant::now();
-        let mut traces: Vec<(TraceId, usize)> = seen
-            .span_ids
-            .into_iter()
-            .map(|(t, s)| (t, s.len()))
+        let extended = self.add_older_records(&mut seen.records);
+        let mut traces: Vec<TraceId> = seen
+            .records
+            .iter()
+            .filter(|(_, r)| r.has_spans)
+            .map(|(t, _)| *t)
             .collect();
         traces.sort_unstable();
         let mut reopened = 0;
-        for (trace, raw_spans) in traces {
-            let raw_logs = seen.log_keys.get(&trace).map_or(0, HashSet::len) as u64;
+        for trace in traces {
+            let seqs = seen
+                .records
+                .get(&trace)
+                .map(|r| r.seqs.clone())
+                .unwrap_or_default();
+            // What raw holds for the trace: counted by the scan, or (when older records exist
+            // below the checkpoint) by loading them all.
+            let (raw_spans, raw_logs, loaded) = if extended.contains(&trace) {
+                let Some(run) = self.load_from_raw(&trace, &seqs, now) else {
+                    continue;
+                };
+                (run.spans.len() as u64, run.logs.len() as u64, Some(run))
+            } else {
+                let spans = seen.span_ids.get(&trace).map_or(0, HashSet::len) as u64;
+                let logs = seen.log_keys.get(&trace).map_or(0, HashSet::len) as u64;
+                (spans, logs, None)
+            };
             let run_dir = traj_runs::run_path(&self.cfg.runs_dir, &hex::encode(trace));
             let complete = traj_runs::written_lineage(&run_dir).is_some_and(|d| {
-                d.spans >= raw_spans as u64 && d.log_records.is_none_or(|n| n >= raw_logs)
+                d.spans >= raw_spans && d.log_records.is_none_or(|n| n >= raw_logs)
             });
             if complete {
                 continue;
             }
-            let records = seen.records.remove(&trace).unwrap_or_default();
-            let Some(mut run) = self.load_from_raw(&trace, &records.seqs, now) else {
+            let run = match loaded {
+                Some(run) => Some(run),
+                None => self.load_from_raw(&trace, &seqs, now),
+            };
+            let Some(mut run) = run else {
                 continue;
             };
+            seen.records.remove(&trace);
             if run.root_at.is_some() {
                 run.root_at = Some(now);
             }
@@ -164,5 +206,29 @@ impl RunManager {
         }
         self.spill_index(now);
         reopened
+    }
+
+    /// Prepends to each scanned trace the records the on-disk index knows from before the
+    /// checkpoint; returns the traces that had some.
+    fn add_older_records(&self, records: &mut HashMap<TraceId, TraceRecords>) -> HashSet<TraceId> {
+        let mut extended = HashSet::new();
+        for (trace, scanned) in records.iter_mut() {
+            let older = match self.index.on_disk(trace) {
+                Ok(Some(older)) => older,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(trace_id = %hex::encode(trace), error = %e, "trace index lookup failed during the startup scan");
+                    continue;
+                }
+            };
+            let mut seqs = older.seqs;
+            seqs.extend_from_slice(&scanned.seqs);
+            seqs.sort_unstable();
+            seqs.dedup();
+            scanned.seqs = seqs;
+            scanned.has_spans |= older.has_spans;
+            extended.insert(*trace);
+        }
+        extended
     }
 }

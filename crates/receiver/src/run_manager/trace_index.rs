@@ -2,7 +2,9 @@
 //! records, kept so a late span can re-open a finalized run from the raw store. Traces finalized
 //! within the late window (and at most [`MAX_IN_MEMORY`] of them) stay in memory; older ones are
 //! moved to an on-disk table (`<data>/index/traces.redb`, shared by the shards), so the
-//! receiver's memory is bounded by recent traffic instead of growing with all history.
+//! receiver's memory is bounded by recent traffic instead of growing with all history. With each
+//! move a shard also writes its checkpoint: every record below it that holds one of the shard's
+//! traces is accounted for on disk, so the startup scan starts there instead of at seq 1.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -21,6 +23,8 @@ pub const MAX_IN_MEMORY: usize = 200_000;
 const DB_CACHE_BYTES: usize = 16 * 1024 * 1024;
 /// trace id → value: a flags byte (bit 0: holds a span) then the record seqs, u64 little-endian.
 const TRACES: TableDefinition<[u8; 16], &[u8]> = TableDefinition::new("traces");
+/// shard index → (shard count, checkpoint seq).
+const CHECKPOINTS: TableDefinition<u64, (u64, u64)> = TableDefinition::new("checkpoints");
 /// Approximate heap cost of one in-memory entry beyond its seqs (key, map slot, queue slot).
 const ENTRY_OVERHEAD: usize = 96;
 
@@ -105,6 +109,7 @@ impl TraceIndexDb {
             .map_err(|e| fail(&e))?;
         let txn = db.begin_write().map_err(|e| fail(&e))?;
         txn.open_table(TRACES).map_err(|e| fail(&e))?;
+        txn.open_table(CHECKPOINTS).map_err(|e| fail(&e))?;
         txn.commit().map_err(|e| fail(&e))?;
         Ok(Arc::new(TraceIndexDb {
             db,
@@ -139,9 +144,42 @@ impl TraceIndexDb {
         }
     }
 
-    /// Writes `entries` in one durable transaction; returns the table's entry count after.
-    fn put_all(&self, entries: &[(TraceId, TraceRecords)]) -> Result<u64, IndexError> {
+    /// Where shard `index` of `count` may start its startup scan: its checkpoint when the last
+    /// run had as many shards; else the lowest checkpoint of any (still true for every trace);
+    /// 0 (a full scan) when there is none.
+    pub fn checkpoint(&self, index: usize, count: usize) -> Result<u64, IndexError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = txn.open_table(CHECKPOINTS).map_err(|e| self.error(e))?;
+        let mut all = Vec::new();
+        for item in table.iter().map_err(|e| self.error(e))? {
+            let (shard, value) = item.map_err(|e| self.error(e))?;
+            let (was_count, seq) = value.value();
+            all.push((shard.value(), was_count, seq));
+        }
+        let same = all.iter().all(|&(_, c, _)| c == count as u64);
+        let mine = all.iter().find(|&&(s, _, _)| s == index as u64);
+        Ok(match mine {
+            Some(&(_, _, seq)) if same => seq,
+            _ if all.is_empty() => 0,
+            _ if same => 0,
+            _ => all.iter().map(|&(_, _, seq)| seq).min().unwrap_or(0),
+        })
+    }
+
+    /// Writes `entries` and, when given, shard `(index, count)`'s checkpoint, in one durable
+    /// transaction; returns the table's entry count after.
+    fn put_all(
+        &self,
+        entries: &[(TraceId, TraceRecords)],
+        checkpoint: Option<(usize, usize, u64)>,
+    ) -> Result<u64, IndexError> {
         let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        if let Some((index, count, seq)) = checkpoint {
+            let mut table = txn.open_table(CHECKPOINTS).map_err(|e| self.error(e))?;
+            table
+                .insert(index as u64, (count as u64, seq))
+                .map_err(|e| self.error(e))?;
+        }
         let len = {
             let mut table = txn.open_table(TRACES).map_err(|e| self.error(e))?;
             for (trace, records) in entries {
@@ -196,6 +234,26 @@ impl TraceIndex {
         self.order.push_back((trace, at));
     }
 
+    /// Where shard `index` of `count` may start its startup scan ([`TraceIndexDb::checkpoint`]).
+    pub fn checkpoint(&self, index: usize, count: usize) -> Result<u64, IndexError> {
+        self.db.checkpoint(index, count)
+    }
+
+    /// The entry of `trace` on disk, if any (memory not consulted).
+    pub fn on_disk(&self, trace: &TraceId) -> Result<Option<TraceRecords>, IndexError> {
+        self.db.get(trace)
+    }
+
+    /// The lowest record seq of the entries that stay in memory when `moving` goes to disk.
+    pub fn lowest_staying(&self, moving: &[TraceId]) -> Option<u64> {
+        let moving: std::collections::HashSet<&TraceId> = moving.iter().collect();
+        self.recent
+            .iter()
+            .filter(|(trace, _)| !moving.contains(trace))
+            .filter_map(|(_, (records, _))| records.seqs.first().copied())
+            .min()
+    }
+
     /// Takes the entry of `trace` out of memory, or reads it from disk (where it stays until
     /// overwritten: the trace is open now and comes back here when finalized again).
     pub fn take(&mut self, trace: &TraceId) -> Result<Option<TraceRecords>, IndexError> {
@@ -207,9 +265,14 @@ impl TraceIndex {
     }
 
     /// Moves to disk every entry older than the window, and the oldest ones beyond
-    /// [`MAX_IN_MEMORY`]; returns how many moved. On a write error nothing is lost: the entries
-    /// stay in memory and the next spill tries again.
-    pub fn spill(&mut self, now: Instant) -> Result<usize, IndexError> {
+    /// [`MAX_IN_MEMORY`]; returns how many moved. `checkpoint` (computed by the caller once the
+    /// move is known, from what stays in memory) is written in the same transaction. On a write
+    /// error nothing is lost: the entries stay in memory and the next spill tries again.
+    pub fn spill(
+        &mut self,
+        now: Instant,
+        checkpoint: impl FnOnce(&TraceIndex, &[TraceId]) -> Option<(usize, usize, u64)>,
+    ) -> Result<usize, IndexError> {
         let mut moving = Vec::new();
         while let Some(&(trace, at)) = self.order.front() {
             let old = now.saturating_duration_since(at) >= self.window;
@@ -222,14 +285,15 @@ impl TraceIndex {
                 moving.push(trace);
             }
         }
-        if moving.is_empty() {
+        let checkpoint = checkpoint(self, &moving);
+        if moving.is_empty() && checkpoint.is_none() {
             return Ok(0);
         }
         let entries: Vec<(TraceId, TraceRecords)> = moving
             .iter()
             .filter_map(|t| self.recent.get(t).map(|(r, _)| (*t, r.clone())))
             .collect();
-        match self.db.put_all(&entries) {
+        match self.db.put_all(&entries, checkpoint) {
             Ok(on_disk) => {
                 for (trace, _) in &entries {
                     if let Some((records, _)) = self.recent.remove(trace) {
@@ -313,12 +377,22 @@ mod tests {
             assert_eq!(ReceiverMetrics::get(&metrics.trace_index_entries), 10);
             assert!(ReceiverMetrics::get(&metrics.trace_index_bytes) >= 10 * 96);
             // At t0 + 64 s, traces 0..=4 are older than the window.
-            assert_eq!(index.spill(t0 + Duration::from_secs(64)).unwrap(), 5);
+            assert_eq!(
+                index
+                    .spill(t0 + Duration::from_secs(64), |_, _| None)
+                    .unwrap(),
+                5
+            );
             assert_eq!(index.in_memory(), 5);
             assert_eq!(ReceiverMetrics::get(&metrics.trace_index_entries), 5);
             assert_eq!(ReceiverMetrics::get(&metrics.trace_index_disk_entries), 5);
             // Nothing more is due yet.
-            assert_eq!(index.spill(t0 + Duration::from_secs(64)).unwrap(), 0);
+            assert_eq!(
+                index
+                    .spill(t0 + Duration::from_secs(64), |_, _| None)
+                    .unwrap(),
+                0
+            );
             // An entry in memory is taken out of it; one on disk is read.
             let taken = index.take(&trace(7)).unwrap().unwrap();
             assert_eq!(taken.seqs, vec![7, 107]);
@@ -352,7 +426,12 @@ mod tests {
         index.insert(trace(1), first, t0);
         index.insert(trace(1), second.clone(), t0 + Duration::from_millis(10));
         assert_eq!(index.in_memory(), 1);
-        assert_eq!(index.spill(t0 + Duration::from_secs(5)).unwrap(), 1);
+        assert_eq!(
+            index
+                .spill(t0 + Duration::from_secs(5), |_, _| None)
+                .unwrap(),
+            1
+        );
         assert_eq!(db.entries().unwrap(), 1);
         assert_eq!(index.take(&trace(1)).unwrap(), Some(second));
     }

@@ -1,7 +1,9 @@
-//! Raw-store retention with the run manager, on a real store and data dir, with clocks the test
-//! controls: segments below the retention floor go, a segment holding a record of a run not yet
-//! written stays, and a late span for a run whose raw records were dropped leaves that run as it
-//! was on disk (counted), while the open run completes from the records retention kept.
+//! The raw store over a long life, with a run-manager shard on a real store and data dir and
+//! clocks the test controls. Retention: segments below the retention floor go, a segment holding
+//! a record of a run not yet written stays, and a late span for a run whose raw records were
+//! dropped leaves that run as it was on disk (counted), while the open run completes from the
+//! records retention kept. Checkpoints: the startup scan starts at the shard's checkpoint, and a
+//! trace with records on both sides of it is rebuilt whole.
 
 mod common;
 
@@ -19,7 +21,7 @@ struct Shard {
     metrics: Arc<ReceiverMetrics>,
 }
 
-fn shard(data: &std::path::Path) -> Shard {
+fn shard(data: &std::path::Path, late_window: Duration) -> Shard {
     let mut store_cfg = StoreConfig::new(data);
     store_cfg.segment_bytes = 2048; // a segment every few batches
     let (store, _) = Store::open(store_cfg).unwrap();
@@ -27,7 +29,7 @@ fn shard(data: &std::path::Path) -> Shard {
         runs_dir: traj_runs::runs_dir_of(data),
         grace_period: Duration::from_millis(10),
         idle_timeout: Duration::from_secs(3600),
-        late_window: Duration::from_secs(60),
+        late_window,
         durability: traj_runs::Durability::RenameOnly,
         shard: traj_receiver::Shard::ONLY,
     };
@@ -72,7 +74,7 @@ async fn retention_keeps_what_open_runs_need_and_late_spans_past_it_leave_the_ru
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path();
     std::fs::create_dir_all(data.join("runs")).unwrap();
-    let mut s = shard(data);
+    let mut s = shard(data, Duration::from_secs(60));
 
     // Trace 1: a whole run, then filler runs (traces 10..) so the records roll over several
     // segments, then trace 2: a span without its root (it stays open), then more filler.
@@ -145,6 +147,66 @@ async fn retention_keeps_what_open_runs_need_and_late_spans_past_it_leave_the_ru
     assert_eq!(s.rm.open_runs(), 0);
     assert_eq!(spans_on_disk(data, 2), 2);
     assert_eq!(s.floor.floor(), u64::MAX, "nothing open, nothing pending");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_startup_scan_starts_at_the_checkpoint_and_rebuilds_traces_across_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    std::fs::create_dir_all(data.join("runs")).unwrap();
+    let t0 = Instant::now();
+    let total;
+    let open_seq;
+    {
+        // Finalized traces leave memory at once (late window 0), so checkpoints advance.
+        let mut s = shard(data, Duration::ZERO);
+        assert_eq!(
+            s.rm.recover().scanned_from,
+            0,
+            "a first start scans everything"
+        );
+        s.ingest(vec![span(1, 1, 0), span(1, 2, 1)]).await;
+        for t in 10..20u8 {
+            s.ingest(vec![span(t, 1, 0), span(t, 2, 1)]).await;
+        }
+        s.rm.tick(t0 + Duration::from_secs(1));
+        assert_eq!(spans_on_disk(data, 1), 2);
+        // A rootless trace stays open and holds the checkpoint at its record.
+        open_seq = s.ingest(vec![span(2, 2, 1)]).await;
+        s.rm.tick(t0 + Duration::from_secs(3));
+        // A late span for trace 1, finalized again but not moved to disk before the "crash"
+        // (same tick time: no spill).
+        total = s.ingest(vec![span(1, 3, 1)]).await;
+        s.rm.tick(t0 + Duration::from_secs(3));
+        assert_eq!(spans_on_disk(data, 1), 3);
+        s.store.clone().close().await.unwrap();
+    }
+    // The run of trace 1 is lost (as a crash before its write could lose it).
+    std::fs::remove_dir_all(run_dir(data, 1)).unwrap();
+
+    let mut s = shard(data, Duration::ZERO);
+    let summary = s.rm.recover();
+    assert_eq!(
+        summary.scanned_from, open_seq,
+        "the open run's record is the checkpoint"
+    );
+    assert_eq!(
+        summary.records,
+        total - open_seq + 1,
+        "only records from the checkpoint on"
+    );
+    assert!(summary.records < total);
+    assert_eq!(
+        summary.reopened, 2,
+        "trace 2 (open) and trace 1 (run missing)"
+    );
+    s.rm.tick(Instant::now() + Duration::from_secs(10));
+    assert_eq!(
+        spans_on_disk(data, 1),
+        3,
+        "rebuilt with its spans from below the checkpoint (via the on-disk index) and above"
+    );
+    assert_eq!(s.rm.open_runs(), 1, "trace 2 still waits for its root");
 }
 
 #[test]
