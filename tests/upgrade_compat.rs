@@ -23,12 +23,15 @@ fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data-8c25af6")
 }
 
-/// Copies `src` into `dst` (created), leaving out the README.
+/// Copies `src` into `dst` (created), leaving out the fixture's README and `tools/`.
 fn copy_tree(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).unwrap();
     for entry in std::fs::read_dir(src).unwrap() {
         let entry = entry.unwrap();
         let (from, to) = (entry.path(), dst.join(entry.file_name()));
+        if src == fixture_dir() && entry.file_name() == "tools" {
+            continue;
+        }
         if entry.file_type().unwrap().is_dir() {
             copy_tree(&from, &to);
         } else if entry.file_name() != "README.md" {
