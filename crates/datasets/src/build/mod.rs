@@ -117,8 +117,8 @@ impl Progress<'_> {
 
 /// Runs the whole build. Bad runs are quarantined (and reported), never fatal; only I/O on the
 /// output, an unreadable `--runs` directory, a run written by a newer traj or an invalid config
-/// stop the build. Failed checks
-/// (empty or thin splits) are in the summary: the data is written either way.
+/// stop the build. Failed checks (empty or thin splits) are in the summary: the data is written
+/// either way.
 pub fn build(inputs: &BuildInputs) -> Result<BuildSummary, BuildError> {
     inputs.config.check().map_err(BuildError::Config)?;
     let cfg = &inputs.config;
