@@ -50,6 +50,11 @@ fn check_run(dir: &Path, totals: &mut Totals) -> Vec<String> {
     };
     let session = read(SESSION_FILE, &mut problems);
     let events = read(EVENTS_FILE, &mut problems);
+    if let Err(e) = traj_runs::check_run_format(&session) {
+        // The fields of another format version cannot be judged by this build's schema.
+        problems.push(format!("{}/{SESSION_FILE}: {e}", dir.display()));
+        return problems;
+    }
     let check = validate_run(&session, &events);
     totals.events += check.events;
     totals.events_valid_lineage += check.events_with_valid_lineage;
@@ -161,5 +166,25 @@ mod tests {
         assert!(all.contains("session.json:$.lineage.events"), "{all}");
         // The runs dir itself works too.
         assert_eq!(traj_runs::find_run_dirs(&runs).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_newer_run_format_is_named_not_reported_field_by_field() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path().join(RUN);
+        std::fs::create_dir_all(&run).unwrap();
+        let mut s: serde_json::Value = serde_json::from_str(&session_json(RUN, 0)).unwrap();
+        s["schema_version"] = "3".into();
+        s.as_object_mut().unwrap().remove("summary");
+        std::fs::write(run.join(SESSION_FILE), s.to_string()).unwrap();
+        std::fs::write(run.join(EVENTS_FILE), "").unwrap();
+        let problems = check_run(&run, &mut Totals::default());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains(
+                "session.json: schema_version \"3\" is newer than this build reads (\"2\")"
+            ),
+            "{problems:?}"
+        );
     }
 }

@@ -115,6 +115,44 @@ fn corrupt_events_file_is_quarantined_with_file_and_line_and_the_rest_is_built()
 }
 
 #[test]
+fn a_run_of_a_newer_format_stops_the_build_with_its_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let dirs = generate_corpus(&runs, 6, 3).unwrap();
+    let newer = dirs[2].join("session.json");
+    let mut s: Value = serde_json::from_str(&fs::read_to_string(&newer).unwrap()).unwrap();
+    s["schema_version"] = "3".into();
+    s.as_object_mut().unwrap().remove("lineage");
+    fs::write(&newer, s.to_string()).unwrap();
+
+    let out = tmp.path().join("out");
+    let p = policy();
+    let err = build(&inputs(vec![runs.clone()], &out, Format::Trl, &p)).unwrap_err();
+    assert!(
+        matches!(err, traj_datasets::BuildError::NewerRunFormat(_)),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains(&newer.display().to_string()), "{text}");
+    assert!(
+        text.contains("schema_version \"3\" is newer than this build reads (\"2\")"),
+        "{text}"
+    );
+    // An unknown older or garbled version is damaged data: quarantined, the build goes on.
+    s["schema_version"] = "1".into();
+    fs::write(&newer, s.to_string()).unwrap();
+    let summary = build(&inputs(vec![runs], &out, Format::Trl, &p)).unwrap();
+    assert_eq!(summary.runs_quarantined, 1);
+    assert!(
+        summary.report.quarantine[0]
+            .reason
+            .contains("schema_version \"1\""),
+        "{}",
+        summary.report.quarantine[0].reason
+    );
+}
+
+#[test]
 fn broken_lineage_and_missing_keys_are_quarantined_with_reasons() {
     let tmp = tempfile::tempdir().unwrap();
     let runs = tmp.path().join("runs");

@@ -19,6 +19,58 @@ pub const SESSION_FILE: &str = "session.json";
 pub const EVENTS_FILE: &str = "events.jsonl";
 /// The subdirectory of a receiver data directory that holds its runs (`DATA/runs/<run_id>/`).
 pub const RUNS_SUBDIR: &str = "runs";
+/// The run format version this build writes and reads: the `schema_version` of `session.json`
+/// (and of every event). A run of a larger version was written by a newer traj and is refused
+/// with [`RunFormatError::Newer`] before its fields are read.
+pub const RUN_FORMAT_VERSION: &str = traj_schema::SCHEMA_VERSION;
+
+/// Why a run's format version is not one this build reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunFormatError {
+    /// Written by a newer traj: this build must not guess at its fields.
+    #[error(
+        "schema_version {found:?} is newer than this build reads ({RUN_FORMAT_VERSION:?}): the run \
+         was written by a newer traj; read it with that version or later"
+    )]
+    Newer { found: String },
+    /// Not a run format version at all (or an older one no release wrote).
+    #[error("schema_version {found} is not a run format version this build reads ({RUN_FORMAT_VERSION:?})")]
+    Unsupported { found: String },
+}
+
+/// Checks the run format version of a `session.json` text before anything else is read from it:
+/// `Ok` for [`RUN_FORMAT_VERSION`], and also when the text is not a JSON object or has no
+/// `schema_version` (the full parse then reports that, with its location).
+pub fn check_run_format(session_text: &str) -> Result<(), RunFormatError> {
+    #[derive(serde::Deserialize)]
+    struct Versioned {
+        schema_version: Option<serde_json::Value>,
+    }
+    let Ok(Versioned {
+        schema_version: Some(v),
+    }) = serde_json::from_str::<Versioned>(session_text)
+    else {
+        return Ok(());
+    };
+    let known: u64 = RUN_FORMAT_VERSION.parse().unwrap_or(0);
+    match &v {
+        serde_json::Value::String(s) if s == RUN_FORMAT_VERSION => Ok(()),
+        serde_json::Value::String(s) => match s.trim().parse::<u64>() {
+            Ok(n) if n > known => Err(RunFormatError::Newer { found: s.clone() }),
+            _ => Err(RunFormatError::Unsupported {
+                found: v.to_string(),
+            }),
+        },
+        serde_json::Value::Number(n) if n.as_u64().is_some_and(|n| n > known) => {
+            Err(RunFormatError::Newer {
+                found: n.to_string(),
+            })
+        }
+        _ => Err(RunFormatError::Unsupported {
+            found: v.to_string(),
+        }),
+    }
+}
 
 /// The runs directory of a receiver data directory (`data_dir/runs`).
 pub fn runs_dir_of(data_dir: &Path) -> PathBuf {
@@ -48,6 +100,9 @@ pub struct RunReadError {
     pub file: PathBuf,
     pub line: Option<usize>,
     pub message: String,
+    /// Set when the run's format version is not one this build reads (`message` says the same):
+    /// lets a reader tell "written by a newer traj" from damaged data.
+    pub format: Option<RunFormatError>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -231,17 +286,26 @@ pub fn read_run(dir: &RunDir) -> Result<LoadedRun, RunReadError> {
         file: session_path.clone(),
         line: None,
         message: e.to_string(),
+        format: None,
+    })?;
+    check_run_format(&text).map_err(|e| RunReadError {
+        file: session_path.clone(),
+        line: None,
+        message: e.to_string(),
+        format: Some(e),
     })?;
     let session: Session = serde_json::from_str(&text).map_err(|e| RunReadError {
         file: session_path.clone(),
         line: Some(e.line()),
         message: e.to_string(),
+        format: None,
     })?;
     let events_path = dir.path.join(EVENTS_FILE);
     let f = File::open(&events_path).map_err(|e| RunReadError {
         file: events_path.clone(),
         line: None,
         message: e.to_string(),
+        format: None,
     })?;
     let mut events = Vec::new();
     for (i, line) in BufReader::new(f).lines().enumerate() {
@@ -249,6 +313,7 @@ pub fn read_run(dir: &RunDir) -> Result<LoadedRun, RunReadError> {
             file: events_path.clone(),
             line: Some(i + 1),
             message,
+            format: None,
         };
         let line = line.map_err(|e| at(e.to_string()))?;
         if line.trim().is_empty() {
@@ -490,5 +555,58 @@ mod tests {
         fs::write(dir.join(EVENTS_FILE), "").unwrap();
         assert_eq!(written_lineage(&dir), None, "a torn events.jsonl");
         assert_eq!(written_lineage(&tmp.path().join("missing")), None);
+    }
+
+    #[test]
+    fn a_newer_run_format_is_a_clear_error_not_a_parse_failure() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = write_run(tmp.path(), &session(RUN), &[end_event(RUN)]).unwrap();
+        let run = RunDir {
+            run_id: RUN.into(),
+            path: dir.clone(),
+        };
+        let original: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(dir.join(SESSION_FILE)).unwrap()).unwrap();
+        let with_version = |v: serde_json::Value| {
+            let mut s = original.clone();
+            s["schema_version"] = v;
+            // A newer format may drop or rename any field: the version is read before them.
+            s.as_object_mut().unwrap().remove("summary");
+            fs::write(dir.join(SESSION_FILE), s.to_string()).unwrap();
+            read_run(&run).unwrap_err()
+        };
+        for (v, found) in [
+            (serde_json::json!("3"), "3"),
+            (serde_json::json!("99"), "99"),
+            (serde_json::json!(3), "3"),
+        ] {
+            let err = with_version(v);
+            assert_eq!(
+                err.format,
+                Some(RunFormatError::Newer {
+                    found: found.into()
+                })
+            );
+            let text = err.to_string();
+            assert!(text.contains("session.json: schema_version"), "{text}");
+            assert!(
+                text.contains(&format!("{found:?} is newer than this build reads (\"2\")")),
+                "{text}"
+            );
+        }
+        for v in [serde_json::json!("1"), serde_json::json!("two")] {
+            let err = with_version(v.clone());
+            assert!(
+                matches!(err.format, Some(RunFormatError::Unsupported { .. })),
+                "{v}: {err}"
+            );
+        }
+        // The known version with the missing field is an ordinary parse failure, not a version one.
+        let err = with_version(serde_json::json!("2"));
+        assert_eq!(err.format, None);
+        assert!(err.to_string().contains("summary"), "{err}");
+        fs::write(dir.join(SESSION_FILE), original.to_string()).unwrap();
+        assert!(read_run(&run).is_ok());
+        assert_eq!(check_run_format("not json"), Ok(()));
     }
 }

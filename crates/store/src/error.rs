@@ -34,6 +34,11 @@ impl fmt::Display for CorruptKind {
                 write!(f, "short payload ({have} of {need} bytes)")
             }
             CorruptKind::BadMagic => write!(f, "bad record magic"),
+            CorruptKind::UnsupportedVersion(v) if *v > crate::record_format::VERSION_2 => write!(
+                f,
+                "record format version {v} is newer than this build reads (versions 1 and 2): \
+                 written by a newer traj?"
+            ),
             CorruptKind::UnsupportedVersion(v) => write!(f, "unsupported record version {v}"),
             CorruptKind::UnknownFlags => write!(f, "reserved header bits set"),
             CorruptKind::UnknownKind(k) => write!(f, "unknown record kind {k}"),

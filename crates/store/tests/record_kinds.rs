@@ -158,6 +158,7 @@ fn a_complete_record_of_an_unknown_kind_or_version_is_refused_not_truncated() {
     for (version, kind_byte, want) in [
         (2u8, 9u8, CorruptKind::UnknownKind(9)),
         (3, 0, CorruptKind::UnsupportedVersion(3)),
+        (99, 0, CorruptKind::UnsupportedVersion(99)),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let first = handmade_record(1, 0, 1, b"trace");
@@ -165,9 +166,19 @@ fn a_complete_record_of_an_unknown_kind_or_version_is_refused_not_truncated() {
         write_segment(dir.path(), &[first.clone(), newer]);
         let before = std::fs::read(seg1(dir.path())).unwrap();
         match Store::open(StoreConfig::new(dir.path())) {
-            Err(StoreError::Corrupt { offset, kind, .. }) => {
+            Err(e @ StoreError::Corrupt { offset, kind, .. }) => {
                 assert_eq!(offset, first.len() as u64);
                 assert_eq!(kind, want);
+                if version > 2 {
+                    let text = e.to_string();
+                    assert!(
+                        text.contains(&format!(
+                            "record format version {version} is newer than this build reads \
+                             (versions 1 and 2)"
+                        )),
+                        "{text}"
+                    );
+                }
             }
             other => panic!("expected a refusal, got {:?}", other.map(|(_, r)| r)),
         }

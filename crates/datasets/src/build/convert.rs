@@ -97,6 +97,7 @@ pub(crate) fn convert_runs(
         let run = match read_run(dir) {
             Ok(r) => r,
             Err(e) => {
+                let e = super::fatal_read_error(e)?;
                 tracing::warn!(run_id = %dir.run_id, "quarantined (changed since pass 1): {e}");
                 rep.quarantine
                     .push(quarantine_unreadable(inputs, dir, &e, written)?);

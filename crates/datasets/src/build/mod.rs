@@ -57,6 +57,21 @@ pub enum BuildError {
     Runs(traj_runs::RunsError),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
+    /// A run written by a newer traj (its run format version is larger than this build's): the
+    /// build stops instead of quarantining it, since the run is not damaged, only unreadable here.
+    #[error("{0}")]
+    NewerRunFormat(traj_runs::RunReadError),
+}
+
+/// A read error that must stop the build ([`BuildError::NewerRunFormat`]) rather than quarantine
+/// the run.
+pub(crate) fn fatal_read_error(
+    e: traj_runs::RunReadError,
+) -> Result<traj_runs::RunReadError, BuildError> {
+    match e.format {
+        Some(traj_runs::RunFormatError::Newer { .. }) => Err(BuildError::NewerRunFormat(e)),
+        _ => Ok(e),
+    }
 }
 
 impl From<traj_runs::RunsError> for BuildError {
@@ -101,8 +116,9 @@ impl Progress<'_> {
 }
 
 /// Runs the whole build. Bad runs are quarantined (and reported), never fatal; only I/O on the
-/// output, an unreadable `--runs` directory or an invalid config stop the build. Failed checks
-/// (empty or thin splits) are in the summary: the data is written either way.
+/// output, an unreadable `--runs` directory, a run written by a newer traj or an invalid config
+/// stop the build. Failed checks (empty or thin splits) are in the summary: the data is written
+/// either way.
 pub fn build(inputs: &BuildInputs) -> Result<BuildSummary, BuildError> {
     inputs.config.check().map_err(BuildError::Config)?;
     let cfg = &inputs.config;

@@ -162,6 +162,7 @@ pub(crate) fn scan_runs(
         let run = match read_run(dir) {
             Ok(r) => r,
             Err(e) => {
+                let e = super::fatal_read_error(e)?;
                 tracing::warn!(run_id = %dir.run_id, "quarantined: {e}");
                 rep.quarantine
                     .push(quarantine_unreadable(inputs, dir, &e, written)?);
