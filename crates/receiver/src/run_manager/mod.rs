@@ -49,6 +49,9 @@ use traj_store::{RangeReader, RecordKind, Store};
 const FINALIZE_PER_BATCH: usize = 8;
 /// How often the index moves entries older than the late window to disk.
 const SPILL_EVERY: Duration = Duration::from_secs(1);
+/// How often a spill also writes the shard's checkpoint (after a `syncfs` of the runs, and
+/// durably): each costs a file-system flush, so not every second.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
 /// Spans of one record read back with one `pread` when they lie closer than this.
 const COALESCE_GAP: usize = 4096;
 
@@ -145,6 +148,8 @@ pub struct RunManager {
     index: TraceIndex,
     /// When the index last moved old entries to disk.
     last_spill: Instant,
+    /// When the shard last wrote its checkpoint (set in the past at start, so the first spill does).
+    last_checkpoint: Instant,
     /// Where this shard publishes the lowest record its open runs hold (for retention).
     floor: Arc<RetentionFloor>,
     /// Batches taken since the last publication: held against retention until then.
@@ -169,6 +174,9 @@ impl RunManager {
             held: Vec::new(),
             index: TraceIndex::new(index_db, cfg.late_window, Arc::clone(&metrics)),
             last_spill: Instant::now(),
+            last_checkpoint: Instant::now()
+                .checked_sub(CHECKPOINT_EVERY)
+                .unwrap_or_else(Instant::now),
             cfg,
             reader: store.range_reader(),
             store,
@@ -186,6 +194,7 @@ impl RunManager {
         let summary = self.recover();
         tracing::info!(
             shard = self.cfg.shard.index,
+            scanned_from = summary.scanned_from,
             records = summary.records,
             traces = summary.traces,
             reopened = summary.reopened,
@@ -213,6 +222,10 @@ impl RunManager {
             self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
             self.finalize_some(Instant::now(), FINALIZE_PER_BATCH);
         }
+        // A last checkpoint, so the next start scans only what is still open.
+        let now = Instant::now();
+        self.last_checkpoint = now.checked_sub(CHECKPOINT_EVERY).unwrap_or(now);
+        self.spill_index(now);
         tracing::info!(
             shard = self.cfg.shard.index,
             open_runs = self.open.len(),
@@ -459,6 +472,13 @@ impl RunManager {
     /// spill, when the disk write fails).
     fn spill_index(&mut self, now: Instant) {
         self.last_spill = now;
+        if now.saturating_duration_since(self.last_checkpoint) < CHECKPOINT_EVERY {
+            if let Err(e) = self.index.spill(now, |_, _| None) {
+                tracing::error!(error = %e, "trace index entries could not be moved to disk; kept in memory");
+            }
+            return;
+        }
+        self.last_checkpoint = now;
         // The checkpoint: no record below it holds a trace of this shard that is open, in the
         // in-memory index, or not yet taken. The store's next seq is read before the pending
         // batches, so a batch appended in between is seen as pending.

@@ -166,14 +166,20 @@ impl TraceIndexDb {
         })
     }
 
-    /// Writes `entries` and, when given, shard `(index, count)`'s checkpoint, in one durable
-    /// transaction; returns the table's entry count after.
+    /// Writes `entries` and, when given, shard `(index, count)`'s checkpoint, in one transaction;
+    /// returns the table's entry count after. Only a checkpoint commit is durable (fsynced, and
+    /// with it every commit before it): entries moved by a non-durable commit that a crash loses
+    /// are at or above the last durable checkpoint, so the startup scan indexes them again.
     fn put_all(
         &self,
         entries: &[(TraceId, TraceRecords)],
         checkpoint: Option<(usize, usize, u64)>,
     ) -> Result<u64, IndexError> {
-        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        let mut txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        if checkpoint.is_none() {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| self.error(e))?;
+        }
         if let Some((index, count, seq)) = checkpoint {
             let mut table = txn.open_table(CHECKPOINTS).map_err(|e| self.error(e))?;
             table
