@@ -82,7 +82,12 @@ impl AtomicFile {
     pub fn write_json_line(&mut self, v: &Value) -> io::Result<()> {
         let mut line = serde_json::to_vec(v).map_err(io::Error::other)?;
         line.push(b'\n');
-        self.write_all(&line)?;
+        self.write_line(&line)
+    }
+
+    /// Writes one line that is already serialized (it ends with its newline).
+    pub fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        self.write_all(line)?;
         self.lines += 1;
         Ok(())
     }

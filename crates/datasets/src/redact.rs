@@ -5,8 +5,9 @@
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// Redacts strings in place and counts replacements by kind (`email`, `api_key`, ...).
-pub trait Redactor {
+/// Redacts strings in place and counts replacements by kind (`email`, `api_key`, ...). Shared by
+/// the build's worker threads, hence `Sync`.
+pub trait Redactor: Sync {
     fn name(&self) -> String;
     fn version(&self) -> String;
     fn redact_value(&self, value: &mut Value, counts: &mut BTreeMap<String, u64>);

@@ -14,7 +14,7 @@ use crate::split::Split;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use traj_schema::{Outcome, ToolStatus};
+use traj_schema::{Outcome, ToolStatus, Verdict};
 
 /// Cut runs listed in the report (the count is always complete).
 const MAX_LISTED_CUTS: usize = 1_000;
@@ -365,73 +365,41 @@ impl Report {
     }
 
     /// Class balance of one converted run.
-    pub fn record_run(&mut self, split: Split, idx: &RunIndex) {
+    pub fn record_run(&mut self, split: Split, run: &RunFacts) {
         self.runs.kept += 1;
         let st = self.splits.entry(split.as_str().to_string()).or_default();
         st.runs += 1;
-        bump(&mut st.outcomes, idx.outcome.as_str());
-        for (_, v) in idx.verifies() {
-            if let Some(verdict) = v.verdict {
-                bump(&mut st.verdicts, verdict.as_str());
-            }
+        bump(&mut st.outcomes, run.outcome.as_str());
+        for verdict in &run.verdicts {
+            bump(&mut st.verdicts, verdict.as_str());
         }
-        for (_, w) in idx.works() {
-            for t in &w.tools {
-                if let Some((_, r)) = t.result {
-                    if r.status == ToolStatus::Error {
-                        st.tool_failures += 1;
-                        bump(
-                            &mut st.tool_error_classes,
-                            r.error_class.as_deref().unwrap_or("unclassified"),
-                        );
-                    }
-                }
-            }
+        for class in &run.tool_errors {
+            st.tool_failures += 1;
+            bump(&mut st.tool_error_classes, class);
         }
     }
 
     /// Counts one written row.
-    pub fn record_row(&mut self, split: Split, row: &Row) {
-        let source = match row.metadata["source"].as_str() {
-            Some("llm") => "llm".to_owned(),
-            _ => format!(
-                "payload:{}",
-                row.metadata["payload_reason"].as_str().unwrap_or("unknown")
-            ),
-        };
+    pub fn record_row(&mut self, split: Split, row: &RowFacts) {
         bump(
             self.row_sources
                 .entry(row.view.as_str().to_owned())
                 .or_default(),
-            &source,
+            &row.source,
         );
         if let Some(m) = self.rows.get_mut(split.as_str()) {
             *m.entry(row.view.as_str().to_string()).or_insert(0) += 1;
         }
-        self.balance
-            .count(row.view, split, class_of(row.view, &row.metadata));
+        self.balance.count(row.view, split, row.class.clone());
         let st = self.splits.entry(split.as_str().to_string()).or_default();
-        let labels = &row.metadata["labels"];
-        if row.metadata["human_label"] == Value::Bool(true) {
+        if row.human_label {
             st.human_labelled_rows += 1;
         }
-        match (row.view, &row.completion) {
-            (View::VerifierPrefPairs, Completion::Pref { .. }) => {
-                bump(
-                    &mut st.pref_pairs_by_rule,
-                    labels["rule"].as_str().unwrap_or("unknown"),
-                );
-            }
-            (View::VerifierSft, _) => {
-                let k = match labels["ex_post_correct"].as_bool() {
-                    Some(true) => "true",
-                    Some(false) => "false",
-                    None => "unknown",
-                };
-                bump(&mut st.verdict_correctness, k);
-            }
-            (View::WorkerRecoveryCases, _) => st.recovery_cases += 1,
-            _ => {}
+        match &row.kind {
+            RowKind::PrefRule(rule) => bump(&mut st.pref_pairs_by_rule, rule),
+            RowKind::Correctness(k) => bump(&mut st.verdict_correctness, k),
+            RowKind::Recovery => st.recovery_cases += 1,
+            RowKind::Other => {}
         }
     }
 
@@ -477,6 +445,95 @@ impl Report {
         for st in self.splits.values_mut() {
             st.outcome_distance = tv_distance(&st.outcomes, &outcomes);
             st.verdict_distance = tv_distance(&st.verdicts, &verdicts);
+        }
+    }
+}
+
+/// What the report counts of one converted run, taken from its index (on a worker thread, so
+/// the run itself need not reach the thread that owns the report).
+#[derive(Debug, Clone)]
+pub struct RunFacts {
+    pub outcome: Outcome,
+    /// Effective verifier verdicts, in stage order.
+    pub verdicts: Vec<Verdict>,
+    /// Error class of every failed tool call (`unclassified` when it has none).
+    pub tool_errors: Vec<String>,
+}
+
+impl RunFacts {
+    pub fn of(idx: &RunIndex) -> RunFacts {
+        let verdicts = idx.verifies().filter_map(|(_, v)| v.verdict).collect();
+        let mut tool_errors = Vec::new();
+        for (_, w) in idx.works() {
+            for t in &w.tools {
+                if let Some((_, r)) = t.result {
+                    if r.status == ToolStatus::Error {
+                        let class = r.error_class.as_deref().unwrap_or("unclassified");
+                        tool_errors.push(class.to_owned());
+                    }
+                }
+            }
+        }
+        RunFacts {
+            outcome: idx.outcome,
+            verdicts,
+            tool_errors,
+        }
+    }
+}
+
+/// What the report counts of one written row (taken before redaction).
+#[derive(Debug, Clone)]
+pub struct RowFacts {
+    pub view: View,
+    /// `llm` or `payload:<reason>`.
+    pub source: String,
+    /// The row's class for the balance report.
+    pub class: String,
+    pub human_label: bool,
+    pub kind: RowKind,
+}
+
+/// The per-view counter a row adds to.
+#[derive(Debug, Clone)]
+pub enum RowKind {
+    /// A preference pair, by the rule that made it.
+    PrefRule(String),
+    /// A verifier_sft row, by ex-post correctness (`true`, `false`, `unknown`).
+    Correctness(&'static str),
+    Recovery,
+    Other,
+}
+
+impl RowFacts {
+    pub fn of(row: &Row) -> RowFacts {
+        let meta = &row.metadata;
+        let source = match meta["source"].as_str() {
+            Some("llm") => "llm".to_owned(),
+            _ => format!(
+                "payload:{}",
+                meta["payload_reason"].as_str().unwrap_or("unknown")
+            ),
+        };
+        let labels = &meta["labels"];
+        let kind = match (row.view, &row.completion) {
+            (View::VerifierPrefPairs, Completion::Pref { .. }) => {
+                RowKind::PrefRule(labels["rule"].as_str().unwrap_or("unknown").to_owned())
+            }
+            (View::VerifierSft, _) => RowKind::Correctness(match labels["ex_post_correct"].as_bool() {
+                Some(true) => "true",
+                Some(false) => "false",
+                None => "unknown",
+            }),
+            (View::WorkerRecoveryCases, _) => RowKind::Recovery,
+            _ => RowKind::Other,
+        };
+        RowFacts {
+            view: row.view,
+            source,
+            class: class_of(row.view, meta),
+            human_label: meta["human_label"] == Value::Bool(true),
+            kind,
         }
     }
 }

@@ -23,6 +23,7 @@ fn inputs<'a>(
         format,
         redactor: policy,
         progress: None,
+        threads: 0,
     }
 }
 

@@ -31,8 +31,8 @@ use std::path::{Path, PathBuf};
 use traj_runs::{list_runs, RunDir};
 use traj_schema::Outcome;
 
-/// Progress callback: (phase, done, total).
-pub type ProgressFn<'a> = &'a dyn Fn(&str, u64, u64);
+/// Progress callback: (phase, done, total). Called on the thread that runs the build.
+pub type ProgressFn<'a> = &'a (dyn Fn(&str, u64, u64) + Sync);
 
 /// What to build.
 pub struct BuildInputs<'a> {
@@ -46,6 +46,19 @@ pub struct BuildInputs<'a> {
     pub redactor: &'a dyn Redactor,
     /// Called with (phase, done, total) as runs are processed.
     pub progress: Option<ProgressFn<'a>>,
+    /// Worker threads for the per-run work of both passes; 0 = one per core. The outputs are
+    /// the same bytes for every value.
+    pub threads: usize,
+}
+
+impl BuildInputs<'_> {
+    /// The worker thread count (`threads`, or one per core when 0).
+    pub fn threads(&self) -> usize {
+        match self.threads {
+            0 => crate::par::default_threads(),
+            n => n,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

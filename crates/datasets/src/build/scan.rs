@@ -1,11 +1,12 @@
 //! Pass 1 of a build: each run read once for its quality checks and the small keys the later
 //! phases decide on (dedup key, class mix, MinHash signature spilled to disk, input hashes).
+//! Runs are read and checked on worker threads (`par`); their results are applied in run order.
 
 use super::quarantine::{quarantine, quarantine_unreadable};
 use super::{io_at, BuildError, BuildInputs, Progress};
 use crate::minhash::{near_duplicate_clusters_spilled, normalize_goal, MinHasher, NearDupConfig};
 use crate::output::{sha256_file, Written};
-use crate::quality::{check_run, shape, DriftTracker};
+use crate::quality::{check_run, shape, DriftTracker, Shape};
 use crate::report::{InputHashes, Report};
 use crate::runview::{RunIndex, Stage};
 use serde_json::{json, Value};
@@ -13,7 +14,7 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use traj_runs::{read_run, RunDir};
+use traj_runs::{read_run, LoadedRun, RunDir, RunReadError};
 use traj_schema::hashing::{hash_json, hash_str};
 use traj_schema::{Outcome, ToolStatus, Verdict};
 
@@ -133,8 +134,160 @@ pub fn goal_hash(goal: &str) -> String {
     hash_str(&normalize_goal(goal))
 }
 
+/// One run checked on a worker thread: what pass 1 records of it, applied in run order by
+/// [`ScanState::apply`].
+enum Scanned {
+    Unreadable(RunReadError),
+    Checked(Box<CheckedRun>),
+}
+
+struct CheckedRun {
+    /// The quality findings' warnings, then the session's own.
+    warnings: Vec<String>,
+    broken_lineage: bool,
+    /// The usable run's keys, or the reason it is quarantined.
+    usable: Result<UsableRun, String>,
+}
+
+struct UsableRun {
+    labels_used: BTreeSet<String>,
+    config_hash: String,
+    shape: Shape,
+    family: String,
+    goal_hash: String,
+    key_steps_hash: String,
+    outcome: Outcome,
+    verdicts: [u32; 3],
+    signature: Vec<u64>,
+    hashes: Result<InputHashes, BuildError>,
+}
+
+/// Reads and checks one run, and computes its keys when it is usable.
+fn scan_run(inputs: &BuildInputs, hasher: &MinHasher, dir: &RunDir) -> Scanned {
+    let run = match read_run(dir) {
+        Ok(r) => r,
+        Err(e) => return Scanned::Unreadable(e),
+    };
+    let findings = check_run(&dir.run_id, &run.session, &run.events, &inputs.config.quality);
+    let warnings = findings
+        .warnings
+        .iter()
+        .chain(&run.session.warnings)
+        .cloned()
+        .collect();
+    let usable = if findings.hard.is_empty() {
+        Ok(usable_run(inputs, hasher, dir, &run))
+    } else {
+        Err(findings.hard.join("; "))
+    };
+    Scanned::Checked(Box::new(CheckedRun {
+        warnings,
+        broken_lineage: findings.broken_lineage_events > 0,
+        usable,
+    }))
+}
+
+fn usable_run(
+    inputs: &BuildInputs,
+    hasher: &MinHasher,
+    dir: &RunDir,
+    run: &LoadedRun,
+) -> UsableRun {
+    let idx = RunIndex::new(&run.session, &run.events, &inputs.labels);
+    let mut verdicts = [0u32; 3];
+    for (_, v) in idx.verifies() {
+        if let Some(i) = v
+            .verdict
+            .and_then(|x| VERDICT_CLASSES.iter().position(|c| *c == x))
+        {
+            verdicts[i] += 1;
+        }
+    }
+    UsableRun {
+        labels_used: idx.labels_used.clone(),
+        config_hash: run.session.config_hash.clone(),
+        shape: shape(&run.session, &run.events),
+        family: run.session.goal_family.clone(),
+        goal_hash: goal_hash(&run.session.goal),
+        key_steps_hash: key_steps_hash(&idx),
+        outcome: idx.outcome,
+        verdicts,
+        signature: hasher.signature(&run.session.goal),
+        hashes: input_hashes(dir),
+    }
+}
+
+/// What pass 1 accumulates, in run order, on the calling thread.
+struct ScanState<'a, 'b> {
+    inputs: &'a BuildInputs<'b>,
+    rep: &'a mut Report,
+    labels_used: &'a mut BTreeSet<String>,
+    written: &'a mut Vec<Written>,
+    drift: DriftTracker,
+    keys: Vec<RunKey>,
+    /// Writes the signatures through a second handle of the spill file.
+    spill: BufWriter<File>,
+    spill_path: PathBuf,
+    sig_len: usize,
+}
+
+impl ScanState<'_, '_> {
+    /// Applies one scanned run: quarantine, warnings, drift, label use, keys, signature, hashes.
+    fn apply(&mut self, dir: &RunDir, scanned: Scanned) -> Result<(), BuildError> {
+        let c = match scanned {
+            Scanned::Checked(c) => c,
+            Scanned::Unreadable(e) => {
+                tracing::warn!(run_id = %dir.run_id, "quarantined: {e}");
+                let q = quarantine_unreadable(self.inputs, dir, &e, self.written)?;
+                self.rep.quarantine.push(q);
+                return Ok(());
+            }
+        };
+        for w in &c.warnings {
+            self.rep.add_warning(&dir.run_id, w);
+        }
+        if c.broken_lineage {
+            self.rep.quality.broken_lineage_runs += 1;
+        }
+        match c.usable {
+            Ok(u) => self.add_usable(dir, u),
+            Err(reason) => {
+                tracing::warn!(run_id = %dir.run_id, "quarantined: {reason}");
+                let file = traj_runs::EVENTS_FILE;
+                let q = quarantine(self.inputs, dir, file, None, reason, self.written)?;
+                self.rep.quarantine.push(q);
+                Ok(())
+            }
+        }
+    }
+
+    fn add_usable(&mut self, dir: &RunDir, u: UsableRun) -> Result<(), BuildError> {
+        self.labels_used.extend(u.labels_used);
+        self.drift.add(&u.config_hash, &u.shape);
+        self.keys.push(RunKey {
+            dir: dir.clone(),
+            family: u.family,
+            goal_hash: u.goal_hash,
+            key_steps_hash: u.key_steps_hash,
+            outcome: u.outcome,
+            verdicts: u.verdicts,
+            record: self.keys.len(),
+        });
+        self.sig_len = u.signature.len();
+        for v in u.signature {
+            self.spill
+                .write_all(&v.to_le_bytes())
+                .map_err(io_at(&self.spill_path))?;
+        }
+        // Same order as the keys: the manifest lists every input, kept or not.
+        self.rep.inputs.push(u.hashes?);
+        Ok(())
+    }
+}
+
 /// Reads every run once: quarantines what cannot be used, records warnings, drift, label use
-/// and input hashes in the report, and returns the keys of the usable runs.
+/// and input hashes in the report, and returns the keys of the usable runs. Runs are read and
+/// checked on `inputs.threads` worker threads and applied in run order.
 pub(crate) fn scan_runs(
     inputs: &BuildInputs,
     dirs: &[RunDir],
@@ -143,10 +296,7 @@ pub(crate) fn scan_runs(
     labels_used: &mut BTreeSet<String>,
     written: &mut Vec<Written>,
 ) -> Result<Scan, BuildError> {
-    let cfg = &inputs.config;
-    let hasher = MinHasher::new(&cfg.near_dup, inputs.seed);
-    let mut drift = DriftTracker::default();
-    let mut keys: Vec<RunKey> = Vec::new();
+    let hasher = MinHasher::new(&inputs.config.near_dup, inputs.seed);
     let spill_path = inputs.out.join(".near_dup_signatures.tmp");
     let spill_file = std::fs::OpenOptions::new()
         .read(true)
@@ -155,68 +305,32 @@ pub(crate) fn scan_runs(
         .truncate(true)
         .open(&spill_path)
         .map_err(io_at(&spill_path))?;
-    let mut spill = BufWriter::with_capacity(1 << 20, &spill_file);
-    let mut sig_len = 0usize;
-    for (n, dir) in dirs.iter().enumerate() {
-        progress.at("scan", n, dirs.len());
-        let run = match read_run(dir) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(run_id = %dir.run_id, "quarantined: {e}");
-                rep.quarantine
-                    .push(quarantine_unreadable(inputs, dir, &e, written)?);
-                continue;
-            }
-        };
-        let findings = check_run(&dir.run_id, &run.session, &run.events, &cfg.quality);
-        for w in findings.warnings.iter().chain(&run.session.warnings) {
-            rep.add_warning(&dir.run_id, w);
-        }
-        if findings.broken_lineage_events > 0 {
-            rep.quality.broken_lineage_runs += 1;
-        }
-        if !findings.hard.is_empty() {
-            let reason = findings.hard.join("; ");
-            tracing::warn!(run_id = %dir.run_id, "quarantined: {reason}");
-            let q = quarantine(inputs, dir, traj_runs::EVENTS_FILE, None, reason, written)?;
-            rep.quarantine.push(q);
-            continue;
-        }
-        let idx = RunIndex::new(&run.session, &run.events, &inputs.labels);
-        labels_used.extend(idx.labels_used.iter().cloned());
-        drift.add(&run.session.config_hash, &shape(&run.session, &run.events));
-        let mut verdicts = [0u32; 3];
-        for (_, v) in idx.verifies() {
-            if let Some(i) = v
-                .verdict
-                .and_then(|x| VERDICT_CLASSES.iter().position(|c| *c == x))
-            {
-                verdicts[i] += 1;
-            }
-        }
-        keys.push(RunKey {
-            dir: dir.clone(),
-            family: run.session.goal_family.clone(),
-            goal_hash: goal_hash(&run.session.goal),
-            key_steps_hash: key_steps_hash(&idx),
-            outcome: idx.outcome,
-            verdicts,
-            record: keys.len(),
-        });
-        let sig = hasher.signature(&run.session.goal);
-        sig_len = sig.len();
-        for v in sig {
-            spill
-                .write_all(&v.to_le_bytes())
-                .map_err(io_at(&spill_path))?;
-        }
-        // Same order as the keys: the manifest lists every input, kept or not.
-        rep.inputs.push(input_hashes(dir)?);
-    }
+    let spill_writer = spill_file.try_clone().map_err(io_at(&spill_path))?;
+    let mut st = ScanState {
+        inputs,
+        rep,
+        labels_used,
+        written,
+        drift: DriftTracker::default(),
+        keys: Vec::new(),
+        spill: BufWriter::with_capacity(1 << 20, spill_writer),
+        spill_path: spill_path.clone(),
+        sig_len: 0,
+    };
+    crate::par::ordered_map(
+        dirs,
+        inputs.threads(),
+        |_, dir| scan_run(inputs, &hasher, dir),
+        |n, scanned| {
+            progress.at("scan", n, dirs.len());
+            st.apply(&dirs[n], scanned)
+        },
+    )?;
     progress.at("scan", dirs.len(), dirs.len());
-    rep.quality.schema_drift = drift.drifts();
-    spill.flush().map_err(io_at(&spill_path))?;
-    drop(spill);
+    st.rep.quality.schema_drift = st.drift.drifts();
+    st.spill.flush().map_err(io_at(&spill_path))?;
+    let (keys, sig_len) = (st.keys, st.sig_len);
+    drop(st.spill);
     Ok(Scan {
         keys,
         signatures: SignatureSpill {
