@@ -33,6 +33,35 @@ impl Serialize for RunId {
     }
 }
 
+/// A run's name in a per-run list: its id as 16 bytes, or (for an id that is not 32 lowercase
+/// hex digits, which `traj_runs::list_runs` does not list) the text itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunName {
+    Id(RunId),
+    Text(Box<str>),
+}
+
+impl RunName {
+    pub fn new(run_id: &str) -> RunName {
+        RunId::parse(run_id).map_or_else(|| RunName::Text(run_id.into()), RunName::Id)
+    }
+}
+
+impl fmt::Display for RunName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunName::Id(id) => id.fmt(f),
+            RunName::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+impl Serialize for RunName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// A `traj_schema::hashing::hash_str` value (`sha256:` + the first 16 bytes of SHA-256, hex) as
 /// its 16 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -63,6 +92,12 @@ impl Serialize for ShortHash {
 /// A full SHA-256 digest, serialized as 64 lowercase hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Sha256Digest(pub [u8; 32]);
+
+impl Sha256Digest {
+    pub fn of(bytes: &[u8]) -> Sha256Digest {
+        Sha256Digest(Sha256::digest(bytes).into())
+    }
+}
 
 impl fmt::Display for Sha256Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -114,6 +149,8 @@ mod tests {
         assert_eq!(RunId::parse(id).map(|r| r.to_string()).as_deref(), Some(id));
         assert_eq!(RunId::parse("4BF92F3577B34DA6A3CE929D0E0E4736"), None);
         assert_eq!(RunId::parse("abc"), None);
+        assert_eq!(RunName::new(id).to_string(), id);
+        assert_eq!(RunName::new("not-an-id").to_string(), "not-an-id");
         let json = serde_json::to_string(&ShortHash::of_str(text)).unwrap_or_default();
         assert_eq!(json, format!("\"{}\"", traj_schema::hashing::hash_str(text)));
     }

@@ -21,6 +21,8 @@ struct Claims {
     next: usize,
     applied: usize,
     abort: bool,
+    /// Workers waiting for room in the window (woken only when there are any).
+    waiting: usize,
 }
 
 struct Shared {
@@ -46,13 +48,18 @@ impl Shared {
                 s.next += 1;
                 return Some(s.next - 1);
             }
+            s.waiting += 1;
             s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
+            s.waiting -= 1;
         }
     }
 
     fn set_applied(&self, applied: usize) {
-        self.lock().applied = applied;
-        self.changed.notify_all();
+        let mut s = self.lock();
+        s.applied = applied;
+        if s.waiting > 0 {
+            self.changed.notify_all();
+        }
     }
 
     fn abort(&self) {
@@ -96,6 +103,7 @@ where
             next: 0,
             applied: 0,
             abort: false,
+            waiting: 0,
         }),
         changed: Condvar::new(),
         window: threads * WINDOW_PER_THREAD,

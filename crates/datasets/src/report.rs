@@ -7,6 +7,7 @@ pub use crate::report_markdown::markdown;
 use crate::balance::{class_of, BalanceReport};
 use crate::build::{BuildInputs, CutRun, FamilyJoin, Quarantined, RefusedJoin};
 use crate::checks::{Check, Severity};
+use crate::compact::{RunName, Sha256Digest, ShortHash};
 use crate::quality::Drift;
 use crate::rows::{Completion, Row, View};
 use crate::runview::RunIndex;
@@ -75,7 +76,7 @@ pub struct Dedup {
     /// The key: (goal_hash, key_steps_hash, final_outcome); see docs/datasets.md.
     pub key: String,
     pub removed: u64,
-    pub removed_runs: Vec<Value>,
+    pub removed_runs: Vec<DuplicateRun>,
     /// Near-duplicate goal clusters (more than one run) among kept runs.
     pub near_duplicate_clusters: u64,
     pub runs_in_near_duplicate_clusters: u64,
@@ -158,13 +159,40 @@ pub struct Report {
 }
 
 /// One run's entry in the manifest's `inputs.runs`: a plain struct (fields in the sorted key
-/// order the manifest uses) instead of a `serde_json` object, ~3x smaller per run.
-#[derive(Debug, Clone, Default, Serialize)]
+/// order the manifest uses) of fixed-size digests, 88 bytes per run.
+#[derive(Debug, Clone, Serialize)]
 pub struct InputHashes {
-    pub events_sha256: String,
-    pub run_id: String,
-    pub session_sha256: String,
+    pub events_sha256: Sha256Digest,
+    pub run_id: RunName,
+    pub session_sha256: Sha256Digest,
 }
+
+/// A run removed as an exact duplicate: serialized as the object `report.json` lists (keys in
+/// sorted order, as a `serde_json` object prints them), held in ~90 bytes.
+#[derive(Debug, Clone)]
+pub struct DuplicateRun {
+    pub run_id: RunName,
+    pub duplicate_of: RunName,
+    pub goal_hash: ShortHash,
+    pub key_steps_hash: ShortHash,
+    pub outcome: Outcome,
+}
+
+impl Serialize for DuplicateRun {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("DuplicateRun", 6)?;
+        st.serialize_field("duplicate_of", &self.duplicate_of)?;
+        st.serialize_field("goal_hash", &self.goal_hash)?;
+        st.serialize_field("key_steps_hash", &self.key_steps_hash)?;
+        st.serialize_field("outcome", self.outcome.as_str())?;
+        st.serialize_field("reason", DUPLICATE_REASON)?;
+        st.serialize_field("run_id", &self.run_id)?;
+        st.end()
+    }
+}
+
+const DUPLICATE_REASON: &str = "same goal_hash, key_steps_hash and final outcome";
 
 fn bump(m: &mut BTreeMap<String, u64>, k: &str) {
     *m.entry(k.to_string()).or_insert(0) += 1;
@@ -228,30 +256,16 @@ impl Report {
             .push(serde_json::json!({"run_id": run_id, "message": message}));
     }
 
-    pub fn add_duplicate(
-        &mut self,
-        run_id: &str,
-        first: &str,
-        goal_hash: &str,
-        key_steps_hash: &str,
-        outcome: Outcome,
-    ) {
+    pub fn add_duplicate(&mut self, duplicate: DuplicateRun) {
         self.dedup.removed += 1;
-        self.dedup.removed_runs.push(serde_json::json!({
-            "run_id": run_id,
-            "duplicate_of": first,
-            "reason": "same goal_hash, key_steps_hash and final outcome",
-            "goal_hash": goal_hash,
-            "key_steps_hash": key_steps_hash,
-            "outcome": outcome.as_str(),
-        }));
+        self.dedup.removed_runs.push(duplicate);
     }
 
-    /// Records the split assignment and checks it for leakage. `runs[i]` is (run id, family,
-    /// goal hash); `clusters[i]` the near-duplicate cluster representative of run `i`.
+    /// Records the split assignment and checks it for leakage. `runs[i]` is (family, goal
+    /// hash); `clusters[i]` the near-duplicate cluster representative of run `i`.
     pub fn record_split(
         &mut self,
-        runs: &[(&str, &str, &str)],
+        runs: &[(&str, ShortHash)],
         clusters: &[usize],
         split_of_run: &[Split],
     ) {
@@ -272,16 +286,16 @@ impl Report {
         }
         let mut fam_splits: BTreeMap<&str, SplitSet> = BTreeMap::new();
         let mut cluster_splits: BTreeMap<usize, SplitSet> = BTreeMap::new();
-        let mut goal_splits: BTreeMap<&str, SplitSet> = BTreeMap::new();
+        let mut goal_splits: BTreeMap<ShortHash, SplitSet> = BTreeMap::new();
         let mut cluster_sizes: BTreeMap<usize, (u64, &str, bool)> = BTreeMap::new();
-        for (i, (_, fam, goal)) in runs.iter().enumerate() {
+        for (i, &(fam, goal)) in runs.iter().enumerate() {
             let s = split_of_run[i];
             fam_splits.entry(fam).or_default().insert(s);
             cluster_splits.entry(clusters[i]).or_default().insert(s);
             goal_splits.entry(goal).or_default().insert(s);
             let c = cluster_sizes.entry(clusters[i]).or_insert((0, fam, false));
             c.0 += 1;
-            c.2 |= c.1 != *fam;
+            c.2 |= c.1 != fam;
             let st = self.splits.entry(s.as_str().to_string()).or_default();
             if !st.goal_families.iter().any(|f| f == fam) {
                 st.goal_families.push(fam.to_string());

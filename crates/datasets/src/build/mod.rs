@@ -23,9 +23,11 @@ use crate::redact::Redactor;
 use crate::report::{self, Report};
 use crate::rows::Format;
 use crate::split::{assign_units, Split};
-use scan::RunKey;
+use crate::compact::{RunName, ShortHash};
+use crate::report::DuplicateRun;
+use scan::{KeyNames, RunKey};
 use serde_json::json;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use traj_runs::{list_runs, RunDir};
@@ -70,6 +72,9 @@ pub enum BuildError {
     Runs(traj_runs::RunsError),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
+    /// The per-run keys index runs with 32 bits.
+    #[error("{0} runs: a build takes at most 4 294 967 295")]
+    TooManyRuns(usize),
 }
 
 impl From<traj_runs::RunsError> for BuildError {
@@ -122,6 +127,9 @@ pub fn build(inputs: &BuildInputs) -> Result<BuildSummary, BuildError> {
     prepare_output(&inputs.out)?;
     let progress = Progress(inputs.progress);
     let dirs = list_runs(&inputs.runs)?;
+    if u32::try_from(dirs.len()).is_err() {
+        return Err(BuildError::TooManyRuns(dirs.len()));
+    }
     let mut written: Vec<Written> = Vec::new();
     let mut rep = Report::new(inputs, dirs.len() as u64);
     let mut labels_used: BTreeSet<String> = BTreeSet::new();
@@ -134,12 +142,16 @@ pub fn build(inputs: &BuildInputs) -> Result<BuildSummary, BuildError> {
         &mut labels_used,
         &mut written,
     )?;
-    let kept = dedup(scan.keys, cfg.dedup.enabled, &mut rep);
-    let records: Vec<usize> = kept.iter().map(|k| k.record).collect();
+    let names = KeyNames {
+        dirs: &dirs,
+        families: &scan.families,
+    };
+    let kept = dedup(scan.keys, &names, cfg.dedup.enabled, &mut rep);
+    let records: Vec<usize> = kept.iter().map(|k| k.record as usize).collect();
     let clusters = scan.signatures.clusters(&records, &cfg.near_dup)?;
-    let plan = units::plan_units(&kept, &clusters, &cfg.split);
+    let plan = units::plan_units(&kept, &names, &clusters, &cfg.split);
     let unit_split = assign_units(&plan.units, &cfg.split, inputs.seed);
-    let assigned = assigned_runs(&kept, &clusters, &plan, &unit_split);
+    let assigned = assigned_runs(&kept, &names, &clusters, &plan, &unit_split);
     rep.record_split(&assigned.runs, &assigned.clusters, &assigned.splits);
     rep.record_units(&plan, &unit_split);
 
@@ -147,7 +159,7 @@ pub fn build(inputs: &BuildInputs) -> Result<BuildSummary, BuildError> {
         .kept
         .iter()
         .zip(&assigned.splits)
-        .map(|(&i, &s)| (&kept[i].dir, s))
+        .filter_map(|(&i, &s)| Some((names.dir(&kept[i])?, s)))
         .collect();
     let metrics = convert::convert_runs(inputs, &runs, &progress, &mut rep, &mut written)?;
     crate::balance::rebalance_outputs(inputs, &mut rep, &mut written)?;
@@ -179,17 +191,24 @@ fn prepare_output(out: &Path) -> Result<(), BuildError> {
 }
 
 /// Exact dedup on `(goal_hash, key_steps_hash, final_outcome)`: the first run of a key is kept.
-fn dedup(keys: Vec<RunKey>, enabled: bool, rep: &mut Report) -> Vec<RunKey> {
-    let mut first_of: BTreeMap<(String, String, Outcome), String> = BTreeMap::new();
+fn dedup(keys: Vec<RunKey>, names: &KeyNames, enabled: bool, rep: &mut Report) -> Vec<RunKey> {
+    let mut first_of: HashMap<(ShortHash, ShortHash, Outcome), u32> = HashMap::new();
     let mut kept = Vec::new();
     for k in keys {
-        let key = (k.goal_hash.clone(), k.key_steps_hash.clone(), k.outcome);
         if enabled {
-            if let Some(first) = first_of.get(&key) {
-                rep.add_duplicate(&k.dir.run_id, first, &key.0, &key.1, key.2);
+            let key = (k.goal_hash, k.key_steps_hash, k.outcome);
+            if let Some(&first) = first_of.get(&key) {
+                let first_id = names.dirs.get(first as usize).map_or("", |d| &d.run_id);
+                rep.add_duplicate(DuplicateRun {
+                    run_id: RunName::new(names.run_id(&k)),
+                    duplicate_of: RunName::new(first_id),
+                    goal_hash: k.goal_hash,
+                    key_steps_hash: k.key_steps_hash,
+                    outcome: k.outcome,
+                });
                 continue;
             }
-            first_of.insert(key, k.dir.run_id.clone());
+            first_of.insert(key, k.run);
         }
         kept.push(k);
     }
@@ -200,14 +219,15 @@ fn dedup(keys: Vec<RunKey>, enabled: bool, rep: &mut Report) -> Vec<RunKey> {
 struct Assigned<'a> {
     /// Indexes into the kept runs.
     kept: Vec<usize>,
-    /// (run id, family, goal hash) of each.
-    runs: Vec<(&'a str, &'a str, &'a str)>,
+    /// (family, goal hash) of each.
+    runs: Vec<(&'a str, ShortHash)>,
     clusters: Vec<usize>,
     splits: Vec<Split>,
 }
 
 fn assigned_runs<'a>(
-    kept: &'a [RunKey],
+    kept: &[RunKey],
+    names: &'a KeyNames,
     clusters: &[usize],
     plan: &units::UnitPlan,
     unit_split: &[Split],
@@ -223,7 +243,7 @@ fn assigned_runs<'a>(
             continue;
         };
         a.kept.push(i);
-        a.runs.push((&k.dir.run_id, &k.family, &k.goal_hash));
+        a.runs.push((names.family(k), k.goal_hash));
         a.clusters.push(clusters[i]);
         a.splits.push(unit_split[u]);
     }

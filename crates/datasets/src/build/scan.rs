@@ -5,7 +5,8 @@
 use super::quarantine::{quarantine, quarantine_unreadable};
 use super::{io_at, BuildError, BuildInputs, Progress};
 use crate::minhash::{near_duplicate_clusters_spilled, normalize_goal, MinHasher, NearDupConfig};
-use crate::output::{sha256_file, Written};
+use crate::compact::{Interner, RunName, Sha256Digest, ShortHash};
+use crate::output::Written;
 use crate::quality::{check_run, shape, DriftTracker, Shape};
 use crate::report::{InputHashes, Report};
 use crate::runview::{RunIndex, Stage};
@@ -13,9 +14,9 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
-use traj_runs::{read_run, LoadedRun, RunDir, RunReadError};
-use traj_schema::hashing::{hash_json, hash_str};
+use std::path::PathBuf;
+use traj_runs::{read_run_files, LoadedRun, RunDir, RunFiles, RunReadError};
+use traj_schema::hashing::canonical_json;
 use traj_schema::{Outcome, ToolStatus, Verdict};
 
 /// The classes a split is stratified on: a run's outcome, and its (effective) verdicts.
@@ -27,17 +28,39 @@ pub(crate) const OUTCOME_CLASSES: [Outcome; 4] = [
 ];
 pub(crate) const VERDICT_CLASSES: [Verdict; 3] = [Verdict::Continue, Verdict::Replan, Verdict::End];
 
-/// The small per-run record pass 1 keeps.
+/// The small per-run record pass 1 keeps (~60 bytes: names are indexes, hashes are bytes).
 pub(crate) struct RunKey {
-    pub dir: RunDir,
-    pub family: String,
-    pub goal_hash: String,
-    pub key_steps_hash: String,
+    /// Index of the run in the build's run list (see [`KeyNames`]).
+    pub run: u32,
+    /// Interned goal family (see [`KeyNames`]).
+    pub family: u32,
+    pub goal_hash: ShortHash,
+    pub key_steps_hash: ShortHash,
     pub outcome: Outcome,
     /// Effective verdicts of the run, counted in `VERDICT_CLASSES` order.
     pub verdicts: [u32; 3],
     /// Index of the run's MinHash signature in the spill file.
-    pub record: usize,
+    pub record: u32,
+}
+
+/// What the indexes of the keys name: the build's run list and the interned goal families.
+pub(crate) struct KeyNames<'a> {
+    pub dirs: &'a [RunDir],
+    pub families: &'a Interner,
+}
+
+impl KeyNames<'_> {
+    pub fn dir(&self, k: &RunKey) -> Option<&RunDir> {
+        self.dirs.get(k.run as usize)
+    }
+
+    pub fn run_id(&self, k: &RunKey) -> &str {
+        self.dir(k).map_or("", |d| d.run_id.as_str())
+    }
+
+    pub fn family(&self, k: &RunKey) -> &str {
+        self.families.name(k.family)
+    }
 }
 
 impl RunKey {
@@ -79,13 +102,19 @@ impl SignatureSpill {
 /// What pass 1 found.
 pub(crate) struct Scan {
     pub keys: Vec<RunKey>,
+    pub families: Interner,
     pub signatures: SignatureSpill,
 }
 
 /// The hash of the sequence of (role, tool, verdict) of a run: planner stages with the tools of
 /// their plan, worker stages with their action tool (or action), tool executions with their
 /// status, verifier stages with their (effective) verdict.
-pub fn key_steps_hash(idx: &RunIndex) -> String {
+pub fn key_steps_hash(idx: &RunIndex) -> ShortHash {
+    ShortHash::of_str(&canonical_json(&key_steps(idx)))
+}
+
+/// The (role, tool, verdict) sequence that [`key_steps_hash`] hashes.
+fn key_steps(idx: &RunIndex) -> Value {
     let mut seq: Vec<Value> = Vec::new();
     for s in &idx.stages {
         match s {
@@ -126,12 +155,12 @@ pub fn key_steps_hash(idx: &RunIndex) -> String {
             }
         }
     }
-    hash_json(&Value::Array(seq))
+    Value::Array(seq)
 }
 
 /// `goal_hash`: hash of the normalized goal text.
-pub fn goal_hash(goal: &str) -> String {
-    hash_str(&normalize_goal(goal))
+pub fn goal_hash(goal: &str) -> ShortHash {
+    ShortHash::of_str(&normalize_goal(goal))
 }
 
 /// One run checked on a worker thread: what pass 1 records of it, applied in run order by
@@ -154,17 +183,18 @@ struct UsableRun {
     config_hash: String,
     shape: Shape,
     family: String,
-    goal_hash: String,
-    key_steps_hash: String,
+    goal_hash: ShortHash,
+    key_steps_hash: ShortHash,
     outcome: Outcome,
     verdicts: [u32; 3],
     signature: Vec<u64>,
-    hashes: Result<InputHashes, BuildError>,
+    /// sha256 of the two files, from the bytes read (the manifest's `inputs.runs`).
+    hashes: InputHashes,
 }
 
 /// Reads and checks one run, and computes its keys when it is usable.
 fn scan_run(inputs: &BuildInputs, hasher: &MinHasher, dir: &RunDir) -> Scanned {
-    let run = match read_run(dir) {
+    let (run, files) = match read_run_files(dir) {
         Ok(r) => r,
         Err(e) => return Scanned::Unreadable(e),
     };
@@ -176,7 +206,7 @@ fn scan_run(inputs: &BuildInputs, hasher: &MinHasher, dir: &RunDir) -> Scanned {
         .cloned()
         .collect();
     let usable = if findings.hard.is_empty() {
-        Ok(usable_run(inputs, hasher, dir, &run))
+        Ok(usable_run(inputs, hasher, &run, &files))
     } else {
         Err(findings.hard.join("; "))
     };
@@ -190,8 +220,8 @@ fn scan_run(inputs: &BuildInputs, hasher: &MinHasher, dir: &RunDir) -> Scanned {
 fn usable_run(
     inputs: &BuildInputs,
     hasher: &MinHasher,
-    dir: &RunDir,
     run: &LoadedRun,
+    files: &RunFiles,
 ) -> UsableRun {
     let idx = RunIndex::new(&run.session, &run.events, &inputs.labels);
     let mut verdicts = [0u32; 3];
@@ -213,7 +243,11 @@ fn usable_run(
         outcome: idx.outcome,
         verdicts,
         signature: hasher.signature(&run.session.goal),
-        hashes: input_hashes(dir),
+        hashes: InputHashes {
+            events_sha256: Sha256Digest::of(&files.events),
+            run_id: RunName::new(&run.dir.run_id),
+            session_sha256: Sha256Digest::of(&files.session),
+        },
     }
 }
 
@@ -225,6 +259,7 @@ struct ScanState<'a, 'b> {
     written: &'a mut Vec<Written>,
     drift: DriftTracker,
     keys: Vec<RunKey>,
+    families: Interner,
     /// Writes the signatures through a second handle of the spill file.
     spill: BufWriter<File>,
     spill_path: PathBuf,
@@ -233,7 +268,7 @@ struct ScanState<'a, 'b> {
 
 impl ScanState<'_, '_> {
     /// Applies one scanned run: quarantine, warnings, drift, label use, keys, signature, hashes.
-    fn apply(&mut self, dir: &RunDir, scanned: Scanned) -> Result<(), BuildError> {
+    fn apply(&mut self, n: usize, dir: &RunDir, scanned: Scanned) -> Result<(), BuildError> {
         let c = match scanned {
             Scanned::Checked(c) => c,
             Scanned::Unreadable(e) => {
@@ -250,7 +285,7 @@ impl ScanState<'_, '_> {
             self.rep.quality.broken_lineage_runs += 1;
         }
         match c.usable {
-            Ok(u) => self.add_usable(dir, u),
+            Ok(u) => self.add_usable(n, u),
             Err(reason) => {
                 tracing::warn!(run_id = %dir.run_id, "quarantined: {reason}");
                 let file = traj_runs::EVENTS_FILE;
@@ -261,17 +296,18 @@ impl ScanState<'_, '_> {
         }
     }
 
-    fn add_usable(&mut self, dir: &RunDir, u: UsableRun) -> Result<(), BuildError> {
+    fn add_usable(&mut self, n: usize, u: UsableRun) -> Result<(), BuildError> {
         self.labels_used.extend(u.labels_used);
         self.drift.add(&u.config_hash, &u.shape);
+        let index = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
         self.keys.push(RunKey {
-            dir: dir.clone(),
-            family: u.family,
+            run: index(n),
+            family: self.families.intern(&u.family),
             goal_hash: u.goal_hash,
             key_steps_hash: u.key_steps_hash,
             outcome: u.outcome,
             verdicts: u.verdicts,
-            record: self.keys.len(),
+            record: index(self.keys.len()),
         });
         self.sig_len = u.signature.len();
         for v in u.signature {
@@ -280,7 +316,7 @@ impl ScanState<'_, '_> {
                 .map_err(io_at(&self.spill_path))?;
         }
         // Same order as the keys: the manifest lists every input, kept or not.
-        self.rep.inputs.push(u.hashes?);
+        self.rep.inputs.push(u.hashes);
         Ok(())
     }
 }
@@ -313,6 +349,7 @@ pub(crate) fn scan_runs(
         written,
         drift: DriftTracker::default(),
         keys: Vec::new(),
+        families: Interner::default(),
         spill: BufWriter::with_capacity(1 << 20, spill_writer),
         spill_path: spill_path.clone(),
         sig_len: 0,
@@ -323,31 +360,21 @@ pub(crate) fn scan_runs(
         |_, dir| scan_run(inputs, &hasher, dir),
         |n, scanned| {
             progress.at("scan", n, dirs.len());
-            st.apply(&dirs[n], scanned)
+            st.apply(n, &dirs[n], scanned)
         },
     )?;
     progress.at("scan", dirs.len(), dirs.len());
     st.rep.quality.schema_drift = st.drift.drifts();
     st.spill.flush().map_err(io_at(&spill_path))?;
-    let (keys, sig_len) = (st.keys, st.sig_len);
+    let (keys, families, sig_len) = (st.keys, st.families, st.sig_len);
     drop(st.spill);
     Ok(Scan {
         keys,
+        families,
         signatures: SignatureSpill {
             path: spill_path,
             file: spill_file,
             sig_len,
         },
-    })
-}
-
-fn input_hashes(dir: &RunDir) -> Result<InputHashes, BuildError> {
-    let sp = dir.path.join(traj_runs::SESSION_FILE);
-    let ep = dir.path.join(traj_runs::EVENTS_FILE);
-    let hash = |p: &Path| sha256_file(p).map_err(io_at(p));
-    Ok(InputHashes {
-        events_sha256: hash(&ep)?,
-        run_id: dir.run_id.clone(),
-        session_sha256: hash(&sp)?,
     })
 }
