@@ -6,6 +6,8 @@ use serde::{Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
+use traj_runs::RunDir;
 
 /// A run id: 32 lowercase hex digits (the OTLP trace id), as its 16 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -134,6 +136,83 @@ impl Interner {
     }
 }
 
+/// The build's run list in ~24 bytes per run: a run is its `--runs` base directory (interned)
+/// and its id; its [`RunDir`] is made again when a pass reads it.
+#[derive(Debug, Default)]
+pub struct RunList {
+    bases: Vec<PathBuf>,
+    runs: Vec<RunEntry>,
+}
+
+/// One run of a [`RunList`].
+#[derive(Debug)]
+pub enum RunEntry {
+    /// `bases[base]/<id>`, the layout `traj_runs::list_runs` lists.
+    InBase { base: u32, id: RunId },
+    /// Any other path, kept whole.
+    Other(Box<RunDir>),
+}
+
+impl RunList {
+    pub fn new(dirs: Vec<RunDir>) -> RunList {
+        let mut list = RunList::default();
+        let mut base_of: HashMap<PathBuf, u32> = HashMap::new();
+        for d in dirs {
+            let entry = match (d.path.parent(), RunId::parse(&d.run_id)) {
+                (Some(parent), Some(id)) if parent.join(&d.run_id) == d.path => {
+                    let next = u32::try_from(list.bases.len()).unwrap_or(u32::MAX);
+                    let base = *base_of.entry(parent.to_path_buf()).or_insert(next);
+                    if base == next {
+                        list.bases.push(parent.to_path_buf());
+                    }
+                    RunEntry::InBase { base, id }
+                }
+                _ => RunEntry::Other(Box::new(d)),
+            };
+            list.runs.push(entry);
+        }
+        list
+    }
+
+    pub fn len(&self) -> usize {
+        self.runs.len()
+    }
+
+    pub fn entries(&self) -> &[RunEntry] {
+        &self.runs
+    }
+
+    /// The run directory of an entry.
+    pub fn dir_of(&self, e: &RunEntry) -> RunDir {
+        match e {
+            RunEntry::InBase { base, id } => {
+                let run_id = id.to_string();
+                let base = self.bases.get(*base as usize).map_or(Path::new(""), |b| b);
+                RunDir {
+                    path: base.join(&run_id),
+                    run_id,
+                }
+            }
+            RunEntry::Other(d) => (**d).clone(),
+        }
+    }
+
+    /// The run directory of run `i`.
+    #[cfg(test)]
+    pub fn dir(&self, i: usize) -> Option<RunDir> {
+        self.runs.get(i).map(|e| self.dir_of(e))
+    }
+
+    /// The name of run `i` (its id).
+    pub fn name(&self, i: usize) -> RunName {
+        match self.runs.get(i) {
+            Some(RunEntry::InBase { id, .. }) => RunName::Id(*id),
+            Some(RunEntry::Other(d)) => RunName::new(&d.run_id),
+            None => RunName::Text("".into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,7 +231,32 @@ mod tests {
         assert_eq!(RunName::new(id).to_string(), id);
         assert_eq!(RunName::new("not-an-id").to_string(), "not-an-id");
         let json = serde_json::to_string(&ShortHash::of_str(text)).unwrap_or_default();
-        assert_eq!(json, format!("\"{}\"", traj_schema::hashing::hash_str(text)));
+        assert_eq!(
+            json,
+            format!("\"{}\"", traj_schema::hashing::hash_str(text))
+        );
+    }
+
+    #[test]
+    fn run_list_gives_back_the_listed_dirs() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let dirs = vec![
+            RunDir {
+                run_id: id.into(),
+                path: PathBuf::from("/a/runs").join(id),
+            },
+            RunDir {
+                run_id: "odd".into(),
+                path: PathBuf::from("/b/elsewhere"),
+            },
+        ];
+        let list = RunList::new(dirs.clone());
+        assert_eq!(list.len(), 2);
+        for (i, d) in dirs.iter().enumerate() {
+            let back = list.dir(i).map(|r| (r.run_id, r.path));
+            assert_eq!(back, Some((d.run_id.clone(), d.path.clone())));
+            assert_eq!(list.name(i).to_string(), d.run_id);
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 /// sha256 of bytes, lowercase hex (64 digits).
@@ -15,6 +15,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// sha256 of a file's content, streamed.
 #[cfg(test)]
 pub fn sha256_file(path: &Path) -> io::Result<String> {
+    use std::io::Read;
     let mut f = File::open(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];

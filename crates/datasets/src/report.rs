@@ -534,11 +534,13 @@ impl RowFacts {
             (View::VerifierPrefPairs, Completion::Pref { .. }) => {
                 RowKind::PrefRule(labels["rule"].as_str().unwrap_or("unknown").to_owned())
             }
-            (View::VerifierSft, _) => RowKind::Correctness(match labels["ex_post_correct"].as_bool() {
-                Some(true) => "true",
-                Some(false) => "false",
-                None => "unknown",
-            }),
+            (View::VerifierSft, _) => {
+                RowKind::Correctness(match labels["ex_post_correct"].as_bool() {
+                    Some(true) => "true",
+                    Some(false) => "false",
+                    None => "unknown",
+                })
+            }
             (View::WorkerRecoveryCases, _) => RowKind::Recovery,
             _ => RowKind::Other,
         };

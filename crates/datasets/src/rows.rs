@@ -359,7 +359,11 @@ impl Row {
                 object([
                     (
                         "prompt",
-                        json!(self.prompt.first().map(|m| m.content.as_str()).unwrap_or("")),
+                        json!(self
+                            .prompt
+                            .first()
+                            .map(|m| m.content.as_str())
+                            .unwrap_or("")),
                     ),
                     ("completions", json!(steps)),
                     ("labels", json!(labels)),

@@ -266,7 +266,10 @@ fn parse_events(path: &Path, bytes: &[u8]) -> Result<Vec<Event>, RunReadError> {
     while !rest.is_empty() {
         line_no += 1;
         let (line, next) = match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => (rest[..i].strip_suffix(b"\r").unwrap_or(&rest[..i]), &rest[i + 1..]),
+            Some(i) => (
+                rest[..i].strip_suffix(b"\r").unwrap_or(&rest[..i]),
+                &rest[i + 1..],
+            ),
             None => (rest, &rest[rest.len()..]),
         };
         rest = next;

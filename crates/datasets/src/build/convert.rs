@@ -4,6 +4,7 @@
 
 use super::quarantine::quarantine_unreadable;
 use super::{io_at, BuildError, BuildInputs, Progress};
+use crate::compact::{RunEntry, RunList};
 use crate::output::{AtomicFile, Written};
 use crate::redact::redact_row;
 use crate::report::{Report, RowFacts, RunFacts};
@@ -110,7 +111,8 @@ enum RowOut {
 /// files and the report are the same bytes for any thread count.
 pub(crate) fn convert_runs(
     inputs: &BuildInputs,
-    runs: &[(&RunDir, Split)],
+    dirs: &RunList,
+    runs: &[(&RunEntry, Split)],
     progress: &Progress,
     rep: &mut Report,
     written: &mut Vec<Written>,
@@ -124,12 +126,12 @@ pub(crate) fn convert_runs(
     crate::par::ordered_map(
         runs,
         inputs.threads(),
-        |_, &(dir, _)| convert_run(inputs, dir),
+        |_, &(e, _)| convert_run(inputs, &dirs.dir_of(e)),
         |n, converted| {
             progress.at("convert", n, runs.len());
-            let (dir, split) = runs[n];
+            let (e, split) = runs[n];
             let target = Target {
-                dir,
+                dir: &dirs.dir_of(e),
                 split,
                 outputs: &mut outputs,
                 metrics: &mut metrics,
@@ -233,7 +235,9 @@ fn apply_converted(
         match row {
             RowOut::Dropped(warning) => rep.add_warning(&t.dir.run_id, &warning),
             RowOut::Line { facts, line, side } => {
-                if t.outputs.write(t.split, facts.view, &line, side.as_deref())? {
+                if t.outputs
+                    .write(t.split, facts.view, &line, side.as_deref())?
+                {
                     rep.record_row(t.split, &facts);
                 }
             }

@@ -16,21 +16,21 @@ pub use quarantine::Quarantined;
 pub(crate) use units::UnitPlan;
 pub use units::{CutRun, FamilyJoin, RefusedJoin};
 
+use crate::compact::{RunEntry, RunList, ShortHash};
 use crate::config::BuildConfig;
 use crate::labels::Labels;
 use crate::output::{write_file, Written};
 use crate::redact::Redactor;
+use crate::report::DuplicateRun;
 use crate::report::{self, Report};
 use crate::rows::Format;
 use crate::split::{assign_units, Split};
-use crate::compact::{RunName, ShortHash};
-use crate::report::DuplicateRun;
 use scan::{KeyNames, RunKey};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
-use traj_runs::{list_runs, RunDir};
+use traj_runs::list_runs;
 use traj_schema::Outcome;
 
 /// Progress callback: (phase, done, total). Called on the thread that runs the build.
@@ -126,7 +126,7 @@ pub fn build(inputs: &BuildInputs) -> Result<BuildSummary, BuildError> {
     let cfg = &inputs.config;
     prepare_output(&inputs.out)?;
     let progress = Progress(inputs.progress);
-    let dirs = list_runs(&inputs.runs)?;
+    let dirs = RunList::new(list_runs(&inputs.runs)?);
     if u32::try_from(dirs.len()).is_err() {
         return Err(BuildError::TooManyRuns(dirs.len()));
     }
@@ -155,13 +155,13 @@ pub fn build(inputs: &BuildInputs) -> Result<BuildSummary, BuildError> {
     rep.record_split(&assigned.runs, &assigned.clusters, &assigned.splits);
     rep.record_units(&plan, &unit_split);
 
-    let runs: Vec<(&RunDir, Split)> = assigned
+    let runs: Vec<(&RunEntry, Split)> = assigned
         .kept
         .iter()
         .zip(&assigned.splits)
-        .filter_map(|(&i, &s)| Some((names.dir(&kept[i])?, s)))
+        .filter_map(|(&i, &s)| Some((names.entry(&kept[i])?, s)))
         .collect();
-    let metrics = convert::convert_runs(inputs, &runs, &progress, &mut rep, &mut written)?;
+    let metrics = convert::convert_runs(inputs, &dirs, &runs, &progress, &mut rep, &mut written)?;
     crate::balance::rebalance_outputs(inputs, &mut rep, &mut written)?;
     finish_report(inputs, &mut rep, metrics, &labels_used);
     write_report_and_card(inputs, &rep, &mut written)?;
@@ -198,10 +198,9 @@ fn dedup(keys: Vec<RunKey>, names: &KeyNames, enabled: bool, rep: &mut Report) -
         if enabled {
             let key = (k.goal_hash, k.key_steps_hash, k.outcome);
             if let Some(&first) = first_of.get(&key) {
-                let first_id = names.dirs.get(first as usize).map_or("", |d| &d.run_id);
                 rep.add_duplicate(DuplicateRun {
-                    run_id: RunName::new(names.run_id(&k)),
-                    duplicate_of: RunName::new(first_id),
+                    run_id: names.name(&k),
+                    duplicate_of: names.dirs.name(first as usize),
                     goal_hash: k.goal_hash,
                     key_steps_hash: k.key_steps_hash,
                     outcome: k.outcome,

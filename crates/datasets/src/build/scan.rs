@@ -4,8 +4,8 @@
 
 use super::quarantine::{quarantine, quarantine_unreadable};
 use super::{io_at, BuildError, BuildInputs, Progress};
+use crate::compact::{Interner, RunEntry, RunList, RunName, Sha256Digest, ShortHash};
 use crate::minhash::{near_duplicate_clusters_spilled, normalize_goal, MinHasher, NearDupConfig};
-use crate::compact::{Interner, RunName, Sha256Digest, ShortHash};
 use crate::output::Written;
 use crate::quality::{check_run, shape, DriftTracker, Shape};
 use crate::report::{InputHashes, Report};
@@ -45,17 +45,17 @@ pub(crate) struct RunKey {
 
 /// What the indexes of the keys name: the build's run list and the interned goal families.
 pub(crate) struct KeyNames<'a> {
-    pub dirs: &'a [RunDir],
+    pub dirs: &'a RunList,
     pub families: &'a Interner,
 }
 
 impl KeyNames<'_> {
-    pub fn dir(&self, k: &RunKey) -> Option<&RunDir> {
-        self.dirs.get(k.run as usize)
+    pub fn entry(&self, k: &RunKey) -> Option<&RunEntry> {
+        self.dirs.entries().get(k.run as usize)
     }
 
-    pub fn run_id(&self, k: &RunKey) -> &str {
-        self.dir(k).map_or("", |d| d.run_id.as_str())
+    pub fn name(&self, k: &RunKey) -> RunName {
+        self.dirs.name(k.run as usize)
     }
 
     pub fn family(&self, k: &RunKey) -> &str {
@@ -198,7 +198,12 @@ fn scan_run(inputs: &BuildInputs, hasher: &MinHasher, dir: &RunDir) -> Scanned {
         Ok(r) => r,
         Err(e) => return Scanned::Unreadable(e),
     };
-    let findings = check_run(&dir.run_id, &run.session, &run.events, &inputs.config.quality);
+    let findings = check_run(
+        &dir.run_id,
+        &run.session,
+        &run.events,
+        &inputs.config.quality,
+    );
     let warnings = findings
         .warnings
         .iter()
@@ -326,7 +331,7 @@ impl ScanState<'_, '_> {
 /// checked on `inputs.threads` worker threads and applied in run order.
 pub(crate) fn scan_runs(
     inputs: &BuildInputs,
-    dirs: &[RunDir],
+    dirs: &RunList,
     progress: &Progress,
     rep: &mut Report,
     labels_used: &mut BTreeSet<String>,
@@ -355,12 +360,13 @@ pub(crate) fn scan_runs(
         sig_len: 0,
     };
     crate::par::ordered_map(
-        dirs,
+        dirs.entries(),
         inputs.threads(),
-        |_, dir| scan_run(inputs, &hasher, dir),
+        |_, e| scan_run(inputs, &hasher, &dirs.dir_of(e)),
         |n, scanned| {
             progress.at("scan", n, dirs.len());
-            st.apply(n, &dirs[n], scanned)
+            let dir = dirs.dir_of(&dirs.entries()[n]);
+            st.apply(n, &dir, scanned)
         },
     )?;
     progress.at("scan", dirs.len(), dirs.len());

@@ -80,7 +80,7 @@ pub(crate) fn plan_units(
         .collect();
     let max_unit_runs = ((cfg.max_unit_share * kept.len() as f64).floor() as u64).max(1);
     let cross = cross_family_clusters(clusters, &fam_of);
-    let run_id = |m: usize| names.run_id(&kept[m]).to_owned();
+    let run_id = |m: usize| names.name(&kept[m]).to_string();
     let ctx = Families {
         names: &families,
         fam_of: &fam_of,
