@@ -86,6 +86,22 @@ pub fn ordered_map<T, R, E>(
     items: &[T],
     threads: usize,
     work: impl Fn(usize, &T) -> R + Sync,
+    apply: impl FnMut(usize, R) -> Result<(), E>,
+) -> Result<(), E>
+where
+    T: Sync,
+    R: Send,
+{
+    ordered_map_with(items, threads, || (), |_, i, item| work(i, item), apply)
+}
+
+/// [`ordered_map`] where each worker thread has its own state, made by `init` (a cache that
+/// must not change the results).
+pub fn ordered_map_with<T, S, R, E>(
+    items: &[T],
+    threads: usize,
+    init: impl Fn() -> S + Sync,
+    work: impl Fn(&mut S, usize, &T) -> R + Sync,
     mut apply: impl FnMut(usize, R) -> Result<(), E>,
 ) -> Result<(), E>
 where
@@ -93,8 +109,9 @@ where
     R: Send,
 {
     if threads <= 1 || items.len() <= 1 {
+        let mut state = init();
         for (i, item) in items.iter().enumerate() {
-            apply(i, work(i, item))?;
+            apply(i, work(&mut state, i, item))?;
         }
         return Ok(());
     }
@@ -113,11 +130,12 @@ where
         let (tx, rx) = mpsc::channel::<(usize, R)>();
         for _ in 0..threads {
             let tx = tx.clone();
-            let (shared, work) = (&shared, &work);
+            let (shared, init, work) = (&shared, &init, &work);
             scope.spawn(move || {
                 let _guard = AbortOnPanic(shared);
+                let mut state = init();
                 while let Some(i) = shared.claim() {
-                    if tx.send((i, work(i, &items[i]))).is_err() {
+                    if tx.send((i, work(&mut state, i, &items[i]))).is_err() {
                         break;
                     }
                 }

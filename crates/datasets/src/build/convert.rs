@@ -6,7 +6,7 @@ use super::quarantine::quarantine_unreadable;
 use super::{io_at, BuildError, BuildInputs, Progress};
 use crate::compact::{RunEntry, RunList};
 use crate::output::{AtomicFile, Written};
-use crate::redact::redact_row;
+use crate::redact::{redact_row, RedactMemo};
 use crate::report::{Report, RowFacts, RunFacts};
 use crate::rows::{Format, Row, View};
 use crate::runview::RunIndex;
@@ -123,10 +123,11 @@ pub(crate) fn convert_runs(
         max_run_rows: 0,
         ..Default::default()
     });
-    crate::par::ordered_map(
+    crate::par::ordered_map_with(
         runs,
         inputs.threads(),
-        |_, &(e, _)| convert_run(inputs, &dirs.dir_of(e)),
+        RedactMemo::default,
+        |memo, _, &(e, _)| convert_run(inputs, &dirs.dir_of(e), memo),
         |n, converted| {
             progress.at("convert", n, runs.len());
             let (e, split) = runs[n];
@@ -145,7 +146,7 @@ pub(crate) fn convert_runs(
 }
 
 /// Reads one run and converts it into checked, rendered and redacted row lines.
-fn convert_run(inputs: &BuildInputs, dir: &RunDir) -> Converted {
+fn convert_run(inputs: &BuildInputs, dir: &RunDir, memo: &mut RedactMemo) -> Converted {
     let run = match read_run(dir) {
         Ok(r) => r,
         Err(e) => return Converted::Unreadable(e),
@@ -158,7 +159,7 @@ fn convert_run(inputs: &BuildInputs, dir: &RunDir) -> Converted {
     let mut pii = BTreeMap::new();
     let rows = rows
         .iter()
-        .map(|row| render_row(inputs, &dir.run_id, row, &mut pii))
+        .map(|row| render_row(inputs, &dir.run_id, row, &mut pii, memo))
         .collect();
     let facts = RunFacts::of(&idx);
     drop(idx);
@@ -176,15 +177,16 @@ fn render_row(
     run_id: &str,
     row: &Row,
     pii: &mut BTreeMap<String, u64>,
+    memo: &mut RedactMemo,
 ) -> RowOut {
     if let Err(e) = row.check() {
         tracing::warn!(run_id = %run_id, view = row.view.as_str(), "row dropped: {e}");
         return RowOut::Dropped(format!("{} row dropped: {e}", row.view.as_str()));
     }
     let (mut value, mut side) = row.render(inputs.format);
-    redact_row(&mut value, inputs.redactor, pii);
+    redact_row(&mut value, inputs.redactor, pii, memo);
     if let Some(s) = side.as_mut() {
-        redact_row(s, inputs.redactor, pii);
+        redact_row(s, inputs.redactor, pii, memo);
     }
     RowOut::Line {
         facts: RowFacts::of(row),
