@@ -179,6 +179,7 @@ mod tests {
             labels: None,
             seed: 3,
             format: "trl".into(),
+            threads: 0,
         }
     }
 

@@ -279,3 +279,81 @@ fn link_bucket(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalization_ignores_case_punctuation_and_spacing() {
+        assert_eq!(
+            normalize_goal("  Sum the COLUMN, in data.csv! "),
+            "sum the column in data csv"
+        );
+    }
+
+    #[test]
+    fn near_duplicates_cluster_and_different_goals_do_not() {
+        let cfg = NearDupConfig::default();
+        let mh = MinHasher::new(&cfg, 42);
+        let goals = [
+            "Find every TODO comment in the src directory and count them by file please",
+            "find every todo comment in the src directory and count them by file, please!",
+            "Find every TODO comment in the src directory and count them by file please now",
+            "Convert 12 miles to kilometres and round the result to two decimals",
+        ];
+        let sigs: Vec<_> = goals.iter().map(|g| mh.signature(g)).collect();
+        assert_eq!(estimated_jaccard(&sigs[0], &sigs[1]), 1.0);
+        let c = near_duplicate_clusters(&sigs, &cfg);
+        assert_eq!(c[0], 0);
+        assert_eq!(c[1], 0);
+        assert_eq!(c[2], 0, "one extra word keeps it a near-duplicate");
+        assert_eq!(c[3], 3);
+    }
+
+    #[test]
+    fn spilled_clusters_equal_in_memory_clusters() {
+        use std::io::Write;
+        let cfg = NearDupConfig::default();
+        let h = MinHasher::new(&cfg, 7);
+        let words = [
+            "sum", "the", "column", "of", "sales", "csv", "report", "total", "amount",
+        ];
+        let goals: Vec<String> = (0..300usize)
+            .map(|i| {
+                (0..8)
+                    .map(|j| words[(i * 7 + j * (i % 5 + 1)) % words.len()])
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    + &format!(" {}", i % 40)
+            })
+            .collect();
+        let sigs: Vec<Vec<u64>> = goals.iter().map(|g| h.signature(g)).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        for s in &sigs {
+            for v in s {
+                file.write_all(&v.to_le_bytes()).unwrap();
+            }
+        }
+        // A subset, as after exact dedup: every third run left out.
+        let records: Vec<usize> = (0..sigs.len()).filter(|i| i % 3 != 1).collect();
+        let subset: Vec<Vec<u64>> = records.iter().map(|&i| sigs[i].clone()).collect();
+        let mem = near_duplicate_clusters(&subset, &cfg);
+        let spilled =
+            near_duplicate_clusters_spilled(&file, &records, sigs[0].len(), &cfg).unwrap();
+        assert_eq!(mem, spilled);
+        assert!(
+            mem.iter().enumerate().any(|(i, &c)| c != i),
+            "the fixture has near-duplicates"
+        );
+    }
+
+    #[test]
+    fn signatures_depend_on_the_seed_only() {
+        let cfg = NearDupConfig::default();
+        let a = MinHasher::new(&cfg, 1).signature("a b c d");
+        assert_eq!(a, MinHasher::new(&cfg, 1).signature("a b c d"));
+        assert_ne!(a, MinHasher::new(&cfg, 2).signature("a b c d"));
+        assert_eq!(a.len(), cfg.bands * cfg.rows);
+    }
+}

@@ -120,4 +120,29 @@ mod tests {
         assert_eq!(row["metadata"]["run_id"], id);
         assert_eq!(counts.get("email"), Some(&1));
     }
+
+    #[test]
+    fn the_memo_gives_the_same_rows_and_counts_as_no_memo() {
+        let policy = traj_redact::Policy::default_dataset();
+        let long = "please mail alice@example.com the report, and call +1 415 555 0100 after";
+        let clean = "a long tool description without anything personal in it at all";
+        let row = json!({
+            "messages": [{"role": "user", "content": long}, {"role": "assistant", "content": clean}],
+            "tools": [{"description": clean}, {"description": long}],
+            "metadata": {"run_id": "4bf92f3577b34da6a3ce929d0e0e4736", "event_ids": [], "note": long},
+        });
+        let (mut plain, mut plain_counts) = (BTreeMap::new(), Vec::new());
+        let mut memo = RedactMemo::default();
+        let mut memo_counts = BTreeMap::new();
+        for _ in 0..3 {
+            let mut a = row.clone();
+            redact_row(&mut a, &policy, &mut plain, &mut RedactMemo::default());
+            let mut b = row.clone();
+            redact_row(&mut b, &policy, &mut memo_counts, &mut memo);
+            assert_eq!(a, b);
+            plain_counts.push(a);
+        }
+        assert_eq!(plain, memo_counts);
+        assert_eq!(plain.get("email"), Some(&9));
+    }
 }
