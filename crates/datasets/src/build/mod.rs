@@ -3,7 +3,9 @@
 //! split units (`units`) and their assignment (`split`) are decided. Pass 2 (`convert`) reads
 //! each kept run again, converts, redacts and appends its rows to the split's files; then the
 //! class mix is checked and optionally rebalanced (`balance`), the named checks run (`checks`),
-//! and the report, dataset card and manifest are written. Memory is bounded by the largest run.
+//! and the report, dataset card and manifest are written. Both passes do their per-run work on
+//! worker threads (`par`) and apply the results in run order, so the outputs are the same bytes
+//! for any thread count. Memory is bounded by the runs in flight plus compact per-run keys.
 
 mod convert;
 mod manifest;
