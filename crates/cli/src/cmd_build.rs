@@ -28,6 +28,9 @@ pub struct Args {
     /// Row format: trl (conversational) or openai (fine-tuning JSONL).
     #[arg(long, default_value = "trl", value_parser = ["trl", "openai"])]
     format: String,
+    /// Worker threads for the per-run work (0 = one per core). The outputs do not depend on it.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
 fn load_config(path: &PathBuf) -> anyhow::Result<BuildConfig> {
@@ -87,6 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         format,
         redactor: &policy,
         progress: if tty { Some(&progress) } else { None },
+        threads: args.threads,
     };
     let summary = traj_datasets::build(&inputs)?;
     let rep = &summary.report;
@@ -175,6 +179,7 @@ mod tests {
             labels: None,
             seed: 3,
             format: "trl".into(),
+            threads: 0,
         }
     }
 

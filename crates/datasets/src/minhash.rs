@@ -185,7 +185,9 @@ pub fn near_duplicate_clusters_spilled(
 ) -> std::io::Result<Vec<usize>> {
     use std::io::{BufReader, Read, Seek, SeekFrom};
     use std::os::unix::fs::FileExt;
-    let read_full = |rec: usize| -> std::io::Result<Vec<u64>> {
+    // Full signature of the i-th clustered record.
+    let read_full = |i: usize| -> std::io::Result<Vec<u64>> {
+        let rec = records[i];
         let mut b = vec![0u8; sig_len * 8];
         file.read_exact_at(&mut b, (rec * sig_len * 8) as u64)?;
         Ok(b.chunks_exact(8)
@@ -195,51 +197,87 @@ pub fn near_duplicate_clusters_spilled(
     let mut uf = UnionFind::new(records.len());
     let rows = config.rows.max(1);
     let n_records = records.iter().copied().max().map_or(0, |m| m + 1);
+    // Position of each record in `records` (+1; 0 = not clustered), so that band slices are
+    // kept for the clustered records only.
+    let mut slot = vec![0u32; n_records];
+    for (i, &rec) in records.iter().enumerate() {
+        slot[rec] = u32::try_from(i + 1).unwrap_or(0);
+    }
     for band in 0..config.bands.max(1) {
         let lo = band * rows;
         if lo + rows > sig_len {
             continue;
         }
-        // Band slices of every record, read in one sequential pass.
-        let mut slices: Vec<u64> = Vec::with_capacity(n_records * rows);
+        // Band slices of the clustered records, read in one sequential pass.
+        let mut slices: Vec<u64> = vec![0; records.len() * rows];
         let mut f = file;
         f.seek(SeekFrom::Start(0))?;
         let mut r = BufReader::with_capacity(1 << 20, f);
         let mut sig = vec![0u8; sig_len * 8];
-        for _ in 0..n_records {
+        for &at in &slot {
             r.read_exact(&mut sig)?;
-            for c in sig[lo * 8..(lo + rows) * 8].chunks_exact(8) {
-                slices.push(u64::from_le_bytes([
-                    c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
-                ]));
+            let Some(i) = (at as usize).checked_sub(1) else {
+                continue;
+            };
+            let band = sig[lo * 8..(lo + rows) * 8].chunks_exact(8);
+            for (dst, c) in slices[i * rows..(i + 1) * rows].iter_mut().zip(band) {
+                *dst = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
             }
         }
         let mut buckets: BTreeMap<&[u64], Vec<usize>> = BTreeMap::new();
-        for (i, &rec) in records.iter().enumerate() {
+        for i in 0..records.len() {
             buckets
-                .entry(&slices[rec * rows..(rec + 1) * rows])
+                .entry(&slices[i * rows..(i + 1) * rows])
                 .or_default()
                 .push(i);
         }
         for members in buckets.values().filter(|m| m.len() > 1) {
-            let full: Vec<Vec<u64>> = members
-                .iter()
-                .map(|&i| read_full(records[i]))
-                .collect::<Result<_, _>>()?;
-            for (j, &other) in members.iter().enumerate().skip(1) {
-                if estimated_jaccard(&full[0], &full[j]) >= config.threshold {
-                    uf.union(members[0], other);
-                } else {
-                    for (x, &m) in members.iter().enumerate() {
-                        if m != other && estimated_jaccard(&full[x], &full[j]) >= config.threshold {
-                            uf.union(m, other);
-                        }
-                    }
-                }
-            }
+            link_bucket(members, &read_full, config.threshold, &mut uf)?;
         }
     }
     Ok((0..records.len()).map(|i| uf.find(i)).collect())
+}
+
+/// Buckets up to this size have their members' full signatures read once and held (4 MiB at
+/// most with the default 128 values); larger ones are read back a signature at a time.
+const MAX_HELD_MEMBERS: usize = 4096;
+
+/// Links the members of one LSH bucket whose estimated similarity reaches the threshold: each
+/// member is compared with the first, and, when not similar to it, with every other member.
+fn link_bucket(
+    members: &[usize],
+    read_full: &dyn Fn(usize) -> std::io::Result<Vec<u64>>,
+    threshold: f64,
+    uf: &mut UnionFind,
+) -> std::io::Result<()> {
+    let held: Vec<Vec<u64>> = if members.len() <= MAX_HELD_MEMBERS {
+        members
+            .iter()
+            .map(|&i| read_full(i))
+            .collect::<Result<_, _>>()?
+    } else {
+        Vec::new()
+    };
+    let sig_of = |x: usize| -> std::io::Result<std::borrow::Cow<'_, [u64]>> {
+        match held.get(x) {
+            Some(s) => Ok(std::borrow::Cow::Borrowed(s.as_slice())),
+            None => Ok(std::borrow::Cow::Owned(read_full(members[x])?)),
+        }
+    };
+    let first = sig_of(0)?;
+    for (j, &other) in members.iter().enumerate().skip(1) {
+        let sig = sig_of(j)?;
+        if estimated_jaccard(&first, &sig) >= threshold {
+            uf.union(members[0], other);
+            continue;
+        }
+        for (x, &m) in members.iter().enumerate() {
+            if x != j && estimated_jaccard(&sig_of(x)?, &sig) >= threshold {
+                uf.union(m, other);
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 /// sha256 of bytes, lowercase hex (64 digits).
@@ -13,7 +13,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// sha256 of a file's content, streamed.
+#[cfg(test)]
 pub fn sha256_file(path: &Path) -> io::Result<String> {
+    use std::io::Read;
     let mut f = File::open(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -82,7 +84,12 @@ impl AtomicFile {
     pub fn write_json_line(&mut self, v: &Value) -> io::Result<()> {
         let mut line = serde_json::to_vec(v).map_err(io::Error::other)?;
         line.push(b'\n');
-        self.write_all(&line)?;
+        self.write_line(&line)
+    }
+
+    /// Writes one line that is already serialized (it ends with its newline).
+    pub fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        self.write_all(line)?;
         self.lines += 1;
         Ok(())
     }

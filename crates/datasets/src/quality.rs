@@ -139,28 +139,41 @@ pub type Shape = BTreeMap<String, BTreeSet<&'static str>>;
 /// Computes the shape of one run.
 pub fn shape(session: &Session, events: &[Event]) -> Shape {
     let mut s: Shape = BTreeMap::new();
+    let mut key = String::new();
     for e in events {
         let et = e.event_type().as_str();
-        s.entry(et.to_string()).or_default().insert("present");
+        add_kind(&mut s, et, "present");
         if let Ok(Value::Object(v)) = serde_json::to_value(&e.payload) {
             if let Some(Value::Object(p)) = v.get("payload") {
                 for (k, val) in p {
-                    s.entry(format!("{et}.{k}")).or_default().insert(kind(val));
+                    key.clear();
+                    key.push_str(et);
+                    key.push('.');
+                    key.push_str(k);
+                    add_kind(&mut s, &key, kind(val));
                 }
             }
         }
     }
     for (k, v) in &session.runtime_config.extra {
-        s.entry(format!("session.runtime_config.{k}"))
-            .or_default()
-            .insert(kind(v));
+        add_kind(&mut s, &format!("session.runtime_config.{k}"), kind(v));
     }
     for role in session.model_stack.keys() {
-        s.entry(format!("session.model_stack.{role}"))
-            .or_default()
-            .insert("present");
+        add_kind(&mut s, &format!("session.model_stack.{role}"), "present");
     }
     s
+}
+
+/// Adds a kind to a field of a shape (the key is copied only the first time it is seen).
+fn add_kind(s: &mut Shape, key: &str, kind: &'static str) {
+    match s.get_mut(key) {
+        Some(kinds) => {
+            kinds.insert(kind);
+        }
+        None => {
+            s.insert(key.to_owned(), BTreeSet::from([kind]));
+        }
+    }
 }
 
 /// One field whose presence or type differs between agent configs.
@@ -181,12 +194,20 @@ pub struct DriftTracker {
 
 impl DriftTracker {
     pub fn add(&mut self, config_hash: &str, shape: &Shape) {
-        let merged = self.per_config.entry(config_hash.to_string()).or_default();
+        if !self.per_config.contains_key(config_hash) {
+            self.per_config
+                .insert(config_hash.to_owned(), Shape::default());
+        }
+        let Some(merged) = self.per_config.get_mut(config_hash) else {
+            return;
+        };
         for (k, kinds) in shape {
-            merged
-                .entry(k.clone())
-                .or_default()
-                .extend(kinds.iter().copied());
+            match merged.get_mut(k) {
+                Some(m) => m.extend(kinds.iter().copied()),
+                None => {
+                    merged.insert(k.clone(), kinds.clone());
+                }
+            }
         }
     }
 

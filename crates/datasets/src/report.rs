@@ -7,6 +7,7 @@ pub use crate::report_markdown::markdown;
 use crate::balance::{class_of, BalanceReport};
 use crate::build::{BuildInputs, CutRun, FamilyJoin, Quarantined, RefusedJoin};
 use crate::checks::{Check, Severity};
+use crate::compact::{RunName, Sha256Digest, ShortHash};
 use crate::quality::Drift;
 use crate::rows::{Completion, Row, View};
 use crate::runview::RunIndex;
@@ -14,7 +15,7 @@ use crate::split::Split;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use traj_schema::{Outcome, ToolStatus};
+use traj_schema::{Outcome, ToolStatus, Verdict};
 
 /// Cut runs listed in the report (the count is always complete).
 const MAX_LISTED_CUTS: usize = 1_000;
@@ -75,7 +76,7 @@ pub struct Dedup {
     /// The key: (goal_hash, key_steps_hash, final_outcome); see docs/datasets.md.
     pub key: String,
     pub removed: u64,
-    pub removed_runs: Vec<Value>,
+    pub removed_runs: Vec<DuplicateRun>,
     /// Near-duplicate goal clusters (more than one run) among kept runs.
     pub near_duplicate_clusters: u64,
     pub runs_in_near_duplicate_clusters: u64,
@@ -158,13 +159,40 @@ pub struct Report {
 }
 
 /// One run's entry in the manifest's `inputs.runs`: a plain struct (fields in the sorted key
-/// order the manifest uses) instead of a `serde_json` object, ~3x smaller per run.
-#[derive(Debug, Clone, Default, Serialize)]
+/// order the manifest uses) of fixed-size digests, 88 bytes per run.
+#[derive(Debug, Clone, Serialize)]
 pub struct InputHashes {
-    pub events_sha256: String,
-    pub run_id: String,
-    pub session_sha256: String,
+    pub events_sha256: Sha256Digest,
+    pub run_id: RunName,
+    pub session_sha256: Sha256Digest,
 }
+
+/// A run removed as an exact duplicate: serialized as the object `report.json` lists (keys in
+/// sorted order, as a `serde_json` object prints them), held in ~90 bytes.
+#[derive(Debug, Clone)]
+pub struct DuplicateRun {
+    pub run_id: RunName,
+    pub duplicate_of: RunName,
+    pub goal_hash: ShortHash,
+    pub key_steps_hash: ShortHash,
+    pub outcome: Outcome,
+}
+
+impl Serialize for DuplicateRun {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("DuplicateRun", 6)?;
+        st.serialize_field("duplicate_of", &self.duplicate_of)?;
+        st.serialize_field("goal_hash", &self.goal_hash)?;
+        st.serialize_field("key_steps_hash", &self.key_steps_hash)?;
+        st.serialize_field("outcome", self.outcome.as_str())?;
+        st.serialize_field("reason", DUPLICATE_REASON)?;
+        st.serialize_field("run_id", &self.run_id)?;
+        st.end()
+    }
+}
+
+const DUPLICATE_REASON: &str = "same goal_hash, key_steps_hash and final outcome";
 
 fn bump(m: &mut BTreeMap<String, u64>, k: &str) {
     *m.entry(k.to_string()).or_insert(0) += 1;
@@ -228,30 +256,16 @@ impl Report {
             .push(serde_json::json!({"run_id": run_id, "message": message}));
     }
 
-    pub fn add_duplicate(
-        &mut self,
-        run_id: &str,
-        first: &str,
-        goal_hash: &str,
-        key_steps_hash: &str,
-        outcome: Outcome,
-    ) {
+    pub fn add_duplicate(&mut self, duplicate: DuplicateRun) {
         self.dedup.removed += 1;
-        self.dedup.removed_runs.push(serde_json::json!({
-            "run_id": run_id,
-            "duplicate_of": first,
-            "reason": "same goal_hash, key_steps_hash and final outcome",
-            "goal_hash": goal_hash,
-            "key_steps_hash": key_steps_hash,
-            "outcome": outcome.as_str(),
-        }));
+        self.dedup.removed_runs.push(duplicate);
     }
 
-    /// Records the split assignment and checks it for leakage. `runs[i]` is (run id, family,
-    /// goal hash); `clusters[i]` the near-duplicate cluster representative of run `i`.
+    /// Records the split assignment and checks it for leakage. `runs[i]` is (family, goal
+    /// hash); `clusters[i]` the near-duplicate cluster representative of run `i`.
     pub fn record_split(
         &mut self,
-        runs: &[(&str, &str, &str)],
+        runs: &[(&str, ShortHash)],
         clusters: &[usize],
         split_of_run: &[Split],
     ) {
@@ -272,16 +286,16 @@ impl Report {
         }
         let mut fam_splits: BTreeMap<&str, SplitSet> = BTreeMap::new();
         let mut cluster_splits: BTreeMap<usize, SplitSet> = BTreeMap::new();
-        let mut goal_splits: BTreeMap<&str, SplitSet> = BTreeMap::new();
+        let mut goal_splits: BTreeMap<ShortHash, SplitSet> = BTreeMap::new();
         let mut cluster_sizes: BTreeMap<usize, (u64, &str, bool)> = BTreeMap::new();
-        for (i, (_, fam, goal)) in runs.iter().enumerate() {
+        for (i, &(fam, goal)) in runs.iter().enumerate() {
             let s = split_of_run[i];
             fam_splits.entry(fam).or_default().insert(s);
             cluster_splits.entry(clusters[i]).or_default().insert(s);
             goal_splits.entry(goal).or_default().insert(s);
             let c = cluster_sizes.entry(clusters[i]).or_insert((0, fam, false));
             c.0 += 1;
-            c.2 |= c.1 != *fam;
+            c.2 |= c.1 != fam;
             let st = self.splits.entry(s.as_str().to_string()).or_default();
             if !st.goal_families.iter().any(|f| f == fam) {
                 st.goal_families.push(fam.to_string());
@@ -365,73 +379,41 @@ impl Report {
     }
 
     /// Class balance of one converted run.
-    pub fn record_run(&mut self, split: Split, idx: &RunIndex) {
+    pub fn record_run(&mut self, split: Split, run: &RunFacts) {
         self.runs.kept += 1;
         let st = self.splits.entry(split.as_str().to_string()).or_default();
         st.runs += 1;
-        bump(&mut st.outcomes, idx.outcome.as_str());
-        for (_, v) in idx.verifies() {
-            if let Some(verdict) = v.verdict {
-                bump(&mut st.verdicts, verdict.as_str());
-            }
+        bump(&mut st.outcomes, run.outcome.as_str());
+        for verdict in &run.verdicts {
+            bump(&mut st.verdicts, verdict.as_str());
         }
-        for (_, w) in idx.works() {
-            for t in &w.tools {
-                if let Some((_, r)) = t.result {
-                    if r.status == ToolStatus::Error {
-                        st.tool_failures += 1;
-                        bump(
-                            &mut st.tool_error_classes,
-                            r.error_class.as_deref().unwrap_or("unclassified"),
-                        );
-                    }
-                }
-            }
+        for class in &run.tool_errors {
+            st.tool_failures += 1;
+            bump(&mut st.tool_error_classes, class);
         }
     }
 
     /// Counts one written row.
-    pub fn record_row(&mut self, split: Split, row: &Row) {
-        let source = match row.metadata["source"].as_str() {
-            Some("llm") => "llm".to_owned(),
-            _ => format!(
-                "payload:{}",
-                row.metadata["payload_reason"].as_str().unwrap_or("unknown")
-            ),
-        };
+    pub fn record_row(&mut self, split: Split, row: &RowFacts) {
         bump(
             self.row_sources
                 .entry(row.view.as_str().to_owned())
                 .or_default(),
-            &source,
+            &row.source,
         );
         if let Some(m) = self.rows.get_mut(split.as_str()) {
             *m.entry(row.view.as_str().to_string()).or_insert(0) += 1;
         }
-        self.balance
-            .count(row.view, split, class_of(row.view, &row.metadata));
+        self.balance.count(row.view, split, row.class.clone());
         let st = self.splits.entry(split.as_str().to_string()).or_default();
-        let labels = &row.metadata["labels"];
-        if row.metadata["human_label"] == Value::Bool(true) {
+        if row.human_label {
             st.human_labelled_rows += 1;
         }
-        match (row.view, &row.completion) {
-            (View::VerifierPrefPairs, Completion::Pref { .. }) => {
-                bump(
-                    &mut st.pref_pairs_by_rule,
-                    labels["rule"].as_str().unwrap_or("unknown"),
-                );
-            }
-            (View::VerifierSft, _) => {
-                let k = match labels["ex_post_correct"].as_bool() {
-                    Some(true) => "true",
-                    Some(false) => "false",
-                    None => "unknown",
-                };
-                bump(&mut st.verdict_correctness, k);
-            }
-            (View::WorkerRecoveryCases, _) => st.recovery_cases += 1,
-            _ => {}
+        match &row.kind {
+            RowKind::PrefRule(rule) => bump(&mut st.pref_pairs_by_rule, rule),
+            RowKind::Correctness(k) => bump(&mut st.verdict_correctness, k),
+            RowKind::Recovery => st.recovery_cases += 1,
+            RowKind::Other => {}
         }
     }
 
@@ -477,6 +459,97 @@ impl Report {
         for st in self.splits.values_mut() {
             st.outcome_distance = tv_distance(&st.outcomes, &outcomes);
             st.verdict_distance = tv_distance(&st.verdicts, &verdicts);
+        }
+    }
+}
+
+/// What the report counts of one converted run, taken from its index (on a worker thread, so
+/// the run itself need not reach the thread that owns the report).
+#[derive(Debug, Clone)]
+pub struct RunFacts {
+    pub outcome: Outcome,
+    /// Effective verifier verdicts, in stage order.
+    pub verdicts: Vec<Verdict>,
+    /// Error class of every failed tool call (`unclassified` when it has none).
+    pub tool_errors: Vec<String>,
+}
+
+impl RunFacts {
+    pub fn of(idx: &RunIndex) -> RunFacts {
+        let verdicts = idx.verifies().filter_map(|(_, v)| v.verdict).collect();
+        let mut tool_errors = Vec::new();
+        for (_, w) in idx.works() {
+            for t in &w.tools {
+                if let Some((_, r)) = t.result {
+                    if r.status == ToolStatus::Error {
+                        let class = r.error_class.as_deref().unwrap_or("unclassified");
+                        tool_errors.push(class.to_owned());
+                    }
+                }
+            }
+        }
+        RunFacts {
+            outcome: idx.outcome,
+            verdicts,
+            tool_errors,
+        }
+    }
+}
+
+/// What the report counts of one written row (taken before redaction).
+#[derive(Debug, Clone)]
+pub struct RowFacts {
+    pub view: View,
+    /// `llm` or `payload:<reason>`.
+    pub source: String,
+    /// The row's class for the balance report.
+    pub class: String,
+    pub human_label: bool,
+    pub kind: RowKind,
+}
+
+/// The per-view counter a row adds to.
+#[derive(Debug, Clone)]
+pub enum RowKind {
+    /// A preference pair, by the rule that made it.
+    PrefRule(String),
+    /// A verifier_sft row, by ex-post correctness (`true`, `false`, `unknown`).
+    Correctness(&'static str),
+    Recovery,
+    Other,
+}
+
+impl RowFacts {
+    pub fn of(row: &Row) -> RowFacts {
+        let meta = &row.metadata;
+        let source = match meta["source"].as_str() {
+            Some("llm") => "llm".to_owned(),
+            _ => format!(
+                "payload:{}",
+                meta["payload_reason"].as_str().unwrap_or("unknown")
+            ),
+        };
+        let labels = &meta["labels"];
+        let kind = match (row.view, &row.completion) {
+            (View::VerifierPrefPairs, Completion::Pref { .. }) => {
+                RowKind::PrefRule(labels["rule"].as_str().unwrap_or("unknown").to_owned())
+            }
+            (View::VerifierSft, _) => {
+                RowKind::Correctness(match labels["ex_post_correct"].as_bool() {
+                    Some(true) => "true",
+                    Some(false) => "false",
+                    None => "unknown",
+                })
+            }
+            (View::WorkerRecoveryCases, _) => RowKind::Recovery,
+            _ => RowKind::Other,
+        };
+        RowFacts {
+            view: row.view,
+            source,
+            class: class_of(row.view, meta),
+            human_label: meta["human_label"] == Value::Bool(true),
+            kind,
         }
     }
 }

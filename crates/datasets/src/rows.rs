@@ -303,70 +303,81 @@ impl Row {
     }
 
     /// Renders the row; returns the row and, for OpenAI, the metadata line kept beside it.
+    /// Objects are built from their parts (moved, not serialized again through `json!`);
+    /// `Map` keeps its keys sorted, so the bytes are the same either way.
     pub fn render(&self, format: Format) -> (Value, Option<Value>) {
         let msgs = |ms: &[Msg]| Value::Array(ms.iter().map(|m| m.render(format)).collect());
-        let tools = Value::Array(self.tools.clone());
+        let one = |m: &Msg| msgs(std::slice::from_ref(m));
+        let tools = || Value::Array(self.tools.clone());
+        let meta = || self.metadata.clone();
+        let with = |m: &Msg| {
+            let mut all = self.prompt.clone();
+            all.push(m.clone());
+            all
+        };
         match (format, &self.completion) {
             // TRL's prompt-completion form: SFTTrainer learns the completion only.
             (Format::Trl, Completion::Sft(a)) if self.completion_only() => (
-                json!({
-                    "prompt": msgs(&self.prompt),
-                    "completion": msgs(std::slice::from_ref(a)),
-                    "tools": tools,
-                    "metadata": self.metadata,
-                }),
+                object([
+                    ("prompt", msgs(&self.prompt)),
+                    ("completion", one(a)),
+                    ("tools", tools()),
+                    ("metadata", meta()),
+                ]),
                 None,
             ),
-            (Format::Trl, Completion::Sft(a)) => {
-                let mut all = self.prompt.clone();
-                all.push(a.clone());
-                (
-                    json!({"messages": msgs(&all), "tools": tools, "metadata": self.metadata}),
-                    None,
-                )
-            }
+            (Format::Trl, Completion::Sft(a)) => (
+                object([
+                    ("messages", msgs(&with(a))),
+                    ("tools", tools()),
+                    ("metadata", meta()),
+                ]),
+                None,
+            ),
             (Format::Trl, Completion::Pref { chosen, rejected }) => (
-                json!({
-                    "prompt": msgs(&self.prompt),
-                    "chosen": msgs(std::slice::from_ref(chosen)),
-                    "rejected": msgs(std::slice::from_ref(rejected)),
-                    "tools": tools,
-                    "metadata": self.metadata,
-                }),
+                object([
+                    ("prompt", msgs(&self.prompt)),
+                    ("chosen", one(chosen)),
+                    ("rejected", one(rejected)),
+                    ("tools", tools()),
+                    ("metadata", meta()),
+                ]),
                 None,
             ),
             (Format::Trl, Completion::Unpaired { answer, label }) => (
-                json!({
-                    "prompt": msgs(&self.prompt),
-                    "completion": msgs(std::slice::from_ref(answer)),
-                    "label": label,
-                    "tools": tools,
-                    "metadata": self.metadata,
-                }),
+                object([
+                    ("prompt", msgs(&self.prompt)),
+                    ("completion", one(answer)),
+                    ("label", json!(label)),
+                    ("tools", tools()),
+                    ("metadata", meta()),
+                ]),
                 None,
             ),
             // TRL's stepwise supervision is in the standard (text) form.
             (_, Completion::Stepwise { steps, labels }) => (
-                json!({
-                    "prompt": self.prompt.first().map(|m| m.content.as_str()).unwrap_or(""),
-                    "completions": steps,
-                    "labels": labels,
-                    "metadata": self.metadata,
-                }),
+                object([
+                    (
+                        "prompt",
+                        json!(self
+                            .prompt
+                            .first()
+                            .map(|m| m.content.as_str())
+                            .unwrap_or("")),
+                    ),
+                    ("completions", json!(steps)),
+                    ("labels", json!(labels)),
+                    ("metadata", meta()),
+                ]),
                 None,
             ),
             // Not written in OpenAI format (see `View::for_format`); rendered as an SFT row.
-            (Format::Openai, Completion::Unpaired { answer, .. }) => {
-                let mut all = self.prompt.clone();
-                all.push(answer.clone());
-                (
-                    json!({"messages": msgs(&all), "tools": tools}),
-                    Some(self.metadata.clone()),
-                )
-            }
+            (Format::Openai, Completion::Unpaired { answer, .. }) => (
+                object([("messages", msgs(&with(answer))), ("tools", tools())]),
+                Some(meta()),
+            ),
             (Format::Openai, Completion::Sft(a)) => {
-                let mut all = self.prompt.clone();
-                all.push(a.clone());
+                let all = with(a);
                 // OpenAI requires `parallel_tool_calls: true` when a turn makes several calls.
                 let parallel = all.iter().any(|m| m.tool_calls.len() > 1);
                 let mut rendered = msgs(&all);
@@ -382,20 +393,32 @@ impl Row {
                     }
                 }
                 (
-                    json!({"messages": rendered, "tools": tools, "parallel_tool_calls": parallel}),
-                    Some(self.metadata.clone()),
+                    object([
+                        ("messages", rendered),
+                        ("tools", tools()),
+                        ("parallel_tool_calls", Value::Bool(parallel)),
+                    ]),
+                    Some(meta()),
                 )
             }
             (Format::Openai, Completion::Pref { chosen, rejected }) => (
-                json!({
-                    "input": {"messages": msgs(&self.prompt), "tools": tools},
-                    "preferred_output": msgs(std::slice::from_ref(chosen)),
-                    "non_preferred_output": msgs(std::slice::from_ref(rejected)),
-                }),
-                Some(self.metadata.clone()),
+                object([
+                    (
+                        "input",
+                        object([("messages", msgs(&self.prompt)), ("tools", tools())]),
+                    ),
+                    ("preferred_output", one(chosen)),
+                    ("non_preferred_output", one(rejected)),
+                ]),
+                Some(meta()),
             ),
         }
     }
+}
+
+/// A JSON object from its fields (moved in).
+fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
 
 #[cfg(test)]

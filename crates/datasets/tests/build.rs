@@ -23,6 +23,7 @@ fn inputs<'a>(
         format,
         redactor: policy,
         progress: None,
+        threads: 0,
     }
 }
 
@@ -492,4 +493,51 @@ fn labels_file_applies_through_the_build_and_unmatched_labels_are_reported() {
     let m: Value =
         serde_json::from_str(&fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     assert!(m["inputs"]["labels_sha256"].is_string());
+}
+
+/// The per-run work of both passes runs on worker threads and is applied in run order: the
+/// output tree (rows, sidecars, report, card, manifest, quarantine) is the same bytes for one
+/// thread and for several, in both formats, with a corrupt run (quarantined in pass 1) and a
+/// run whose files are not UTF-8 in the corpus.
+#[test]
+fn one_thread_and_several_give_byte_identical_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let dirs = generate_corpus(&runs, 300, 42).unwrap();
+    let ev = dirs[17].join("events.jsonl");
+    let text = fs::read_to_string(&ev).unwrap();
+    fs::write(&ev, text.replacen('\n', "\n{\"truncated\n", 1)).unwrap();
+    let ev = dirs[230].join("events.jsonl");
+    let mut bytes = fs::read(&ev).unwrap();
+    bytes.extend_from_slice(b"\xff\xfe\n");
+    fs::write(&ev, bytes).unwrap();
+    let p = policy();
+    for format in [Format::Trl, Format::Openai] {
+        let mut trees = Vec::new();
+        for threads in [1, 2, 3, 8] {
+            let out = tmp
+                .path()
+                .join(format!("out-{}-{threads}", format.as_str()));
+            let mut i = inputs(vec![runs.clone()], &out, format, &p);
+            i.threads = threads;
+            build(&i).unwrap();
+            trees.push((threads, tree(&out)));
+        }
+        let (_, one) = &trees[0];
+        assert!(one.len() >= 18, "{:?}", one.keys());
+        assert_eq!(
+            report(&tmp.path().join(format!("out-{}-1", format.as_str())))["runs"]["quarantined"],
+            2
+        );
+        for (threads, t) in &trees[1..] {
+            assert_eq!(
+                t.keys().collect::<Vec<_>>(),
+                one.keys().collect::<Vec<_>>(),
+                "{threads} threads: other files"
+            );
+            for (name, bytes) in one {
+                assert!(t[name] == *bytes, "{threads} threads: {name} differs");
+            }
+        }
+    }
 }

@@ -33,6 +33,7 @@ fn inputs<'a>(
         format: Format::Trl,
         redactor: policy,
         progress: None,
+        threads: 0,
     }
 }
 

@@ -13,5 +13,6 @@ mod text;
 
 pub use kind::{Counts, PiiKind};
 pub use policy::{
-    PlaceholderStyle, Policy, PolicyConfig, PolicyError, DETECTORS_VERSION, MAX_PASSES,
+    PlaceholderStyle, Policy, PolicyConfig, PolicyError, RedactMemo, DETECTORS_VERSION, MAX_PASSES,
+    MEMO_MIN_LEN,
 };

@@ -96,6 +96,19 @@ impl From<Policy> for PolicyConfig {
     }
 }
 
+/// Texts shorter than this are not memoized (see [`Policy::redact_json_memo`]).
+pub const MEMO_MIN_LEN: usize = 32;
+/// A memo holds at most about this many bytes of text; it starts again empty beyond.
+const MEMO_MAX_BYTES: usize = 4 << 20;
+
+/// Redaction results by input text (`None`: nothing to replace), for
+/// [`Policy::redact_json_memo`].
+#[derive(Debug, Default)]
+pub struct RedactMemo {
+    seen: std::collections::HashMap<String, Option<(String, Counts)>>,
+    bytes: usize,
+}
+
 impl Policy {
     /// `traj-source`: what must never leave the agent's process — secrets, cards, e-mail,
     /// phone, IBAN, national ids. No IPs or entropy guesses (fewer false positives at the source).
@@ -206,15 +219,33 @@ impl Policy {
     /// `AuthToken` is enabled.
     pub fn redact_json(&self, v: &mut serde_json::Value) -> Counts {
         let mut counts = Counts::default();
-        self.walk(v, &mut counts);
+        self.walk(v, &mut counts, &mut |s, c| {
+            self.redact_string_in_place(s, c)
+        });
         counts
     }
 
-    fn walk(&self, v: &mut serde_json::Value, counts: &mut Counts) {
+    /// [`Policy::redact_json`] with the results of texts seen before taken from `memo`: the
+    /// same output and counts, without running the detectors again over texts that repeat
+    /// (a run's dataset rows share tool schemas, prompts and history). Use one memo per policy.
+    pub fn redact_json_memo(&self, v: &mut serde_json::Value, memo: &mut RedactMemo) -> Counts {
+        let mut counts = Counts::default();
+        self.walk(v, &mut counts, &mut |s, c| {
+            self.redact_string_memo(s, c, memo)
+        });
+        counts
+    }
+
+    fn walk(
+        &self,
+        v: &mut serde_json::Value,
+        counts: &mut Counts,
+        redact: &mut dyn FnMut(&mut String, &mut Counts),
+    ) {
         use serde_json::Value;
         match v {
-            Value::String(s) => self.redact_string_in_place(s, counts),
-            Value::Array(items) => items.iter_mut().for_each(|x| self.walk(x, counts)),
+            Value::String(s) => redact(s, counts),
+            Value::Array(items) => items.iter_mut().for_each(|x| self.walk(x, counts, redact)),
             Value::Object(map) => {
                 for (k, x) in map.iter_mut() {
                     match x {
@@ -226,12 +257,43 @@ impl Policy {
                                 counts.bump(PiiKind::AuthToken);
                             }
                         }
-                        _ => self.walk(x, counts),
+                        _ => self.walk(x, counts, redact),
                     }
                 }
             }
             _ => {}
         }
+    }
+
+    /// [`Policy::redact_string_in_place`] through the memo (texts shorter than
+    /// [`MEMO_MIN_LEN`] are redacted directly: looking them up costs about as much).
+    fn redact_string_memo(&self, s: &mut String, counts: &mut Counts, memo: &mut RedactMemo) {
+        if s.len() < MEMO_MIN_LEN {
+            return self.redact_string_in_place(s, counts);
+        }
+        if let Some(seen) = memo.seen.get(s.as_str()) {
+            if let Some((new, c)) = seen {
+                *s = new.clone();
+                counts.add(c);
+            }
+            return;
+        }
+        let (red, c) = self.redact_str(s);
+        let result = match red {
+            Cow::Owned(new) => Some((new, c)),
+            Cow::Borrowed(_) => None,
+        };
+        memo.bytes += s.len() + result.as_ref().map_or(0, |(n, _)| n.len());
+        if memo.bytes > MEMO_MAX_BYTES {
+            memo.seen.clear();
+            memo.bytes = 0;
+        }
+        let key = s.clone();
+        if let Some((new, c)) = &result {
+            *s = new.clone();
+            counts.add(c);
+        }
+        memo.seen.insert(key, result);
     }
 
     fn redact_string_in_place(&self, s: &mut String, counts: &mut Counts) {

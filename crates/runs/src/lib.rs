@@ -8,7 +8,7 @@
 //! `session.json` exists; a crash leaves either the old or the new version of each file, never half.
 
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use traj_schema::{is_valid_run_id, Event, Session};
 
@@ -281,51 +281,89 @@ pub fn list_runs(dirs: &[PathBuf]) -> Result<Vec<RunDir>, RunsError> {
 
 /// Reads one run. The first unreadable line is reported with its file and line number.
 pub fn read_run(dir: &RunDir) -> Result<LoadedRun, RunReadError> {
+    read_run_files(dir).map(|(run, _)| run)
+}
+
+/// The bytes of a run's two files, as read by [`read_run_files`] (for hashing them without a
+/// second read).
+#[derive(Debug, Clone, Default)]
+pub struct RunFiles {
+    pub session: Vec<u8>,
+    pub events: Vec<u8>,
+}
+
+/// What `BufRead::lines` and `read_to_string` say of bytes that are not UTF-8.
+const NOT_UTF8: &str = "stream did not contain valid UTF-8";
+
+/// Reads one run like [`read_run`] (same errors, same lines), and returns the files' bytes too.
+/// Each file is read whole, once.
+pub fn read_run_files(dir: &RunDir) -> Result<(LoadedRun, RunFiles), RunReadError> {
     let session_path = dir.path.join(SESSION_FILE);
-    let text = fs::read_to_string(&session_path).map_err(|e| RunReadError {
+    let at_session = |line: Option<usize>, message: String| RunReadError {
         file: session_path.clone(),
-        line: None,
-        message: e.to_string(),
+        line,
+        message,
         format: None,
-    })?;
-    check_run_format(&text).map_err(|e| RunReadError {
+    };
+    let session_bytes = fs::read(&session_path).map_err(|e| at_session(None, e.to_string()))?;
+    let text =
+        std::str::from_utf8(&session_bytes).map_err(|_| at_session(None, NOT_UTF8.into()))?;
+    check_run_format(text).map_err(|e| RunReadError {
         file: session_path.clone(),
         line: None,
         message: e.to_string(),
         format: Some(e),
     })?;
-    let session: Session = serde_json::from_str(&text).map_err(|e| RunReadError {
-        file: session_path.clone(),
-        line: Some(e.line()),
-        message: e.to_string(),
-        format: None,
-    })?;
+    let session: Session =
+        serde_json::from_str(text).map_err(|e| at_session(Some(e.line()), e.to_string()))?;
     let events_path = dir.path.join(EVENTS_FILE);
-    let f = File::open(&events_path).map_err(|e| RunReadError {
+    let events_bytes = fs::read(&events_path).map_err(|e| RunReadError {
         file: events_path.clone(),
         line: None,
         message: e.to_string(),
         format: None,
     })?;
-    let mut events = Vec::new();
-    for (i, line) in BufReader::new(f).lines().enumerate() {
-        let at = |message: String| RunReadError {
-            file: events_path.clone(),
-            line: Some(i + 1),
-            message,
-            format: None,
-        };
-        let line = line.map_err(|e| at(e.to_string()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        events.push(serde_json::from_str::<Event>(&line).map_err(|e| at(e.to_string()))?);
-    }
-    Ok(LoadedRun {
+    let events = parse_events(&events_path, &events_bytes)?;
+    let run = LoadedRun {
         dir: dir.clone(),
         session,
         events,
-    })
+    };
+    let files = RunFiles {
+        session: session_bytes,
+        events: events_bytes,
+    };
+    Ok((run, files))
+}
+
+/// Parses `events.jsonl` line by line (blank lines skipped), as `BufRead::lines` splits it.
+fn parse_events(path: &Path, bytes: &[u8]) -> Result<Vec<Event>, RunReadError> {
+    let mut events = Vec::new();
+    let mut rest = bytes;
+    let mut line_no = 0usize;
+    while !rest.is_empty() {
+        line_no += 1;
+        let (line, next) = match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => (
+                rest[..i].strip_suffix(b"\r").unwrap_or(&rest[..i]),
+                &rest[i + 1..],
+            ),
+            None => (rest, &rest[rest.len()..]),
+        };
+        rest = next;
+        let at = |message: String| RunReadError {
+            file: path.to_path_buf(),
+            line: Some(line_no),
+            message,
+            format: None,
+        };
+        let line = std::str::from_utf8(line).map_err(|_| at(NOT_UTF8.into()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        events.push(serde_json::from_str::<Event>(line).map_err(|e| at(e.to_string()))?);
+    }
+    Ok(events)
 }
 
 /// Every directory under the runs directory `dir` names (see [`resolve_runs_dir`]) that holds

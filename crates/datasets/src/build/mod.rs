@@ -3,7 +3,9 @@
 //! split units (`units`) and their assignment (`split`) are decided. Pass 2 (`convert`) reads
 //! each kept run again, converts, redacts and appends its rows to the split's files; then the
 //! class mix is checked and optionally rebalanced (`balance`), the named checks run (`checks`),
-//! and the report, dataset card and manifest are written. Memory is bounded by the largest run.
+//! and the report, dataset card and manifest are written. Both passes do their per-run work on
+//! worker threads (`par`) and apply the results in run order, so the outputs are the same bytes
+//! for any thread count. Memory is bounded by the runs in flight plus compact per-run keys.
 
 mod convert;
 mod manifest;
@@ -16,23 +18,25 @@ pub use quarantine::Quarantined;
 pub(crate) use units::UnitPlan;
 pub use units::{CutRun, FamilyJoin, RefusedJoin};
 
+use crate::compact::{RunEntry, RunList, ShortHash};
 use crate::config::BuildConfig;
 use crate::labels::Labels;
 use crate::output::{write_file, Written};
 use crate::redact::Redactor;
+use crate::report::DuplicateRun;
 use crate::report::{self, Report};
 use crate::rows::Format;
 use crate::split::{assign_units, Split};
-use scan::RunKey;
+use scan::{KeyNames, RunKey};
 use serde_json::json;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
-use traj_runs::{list_runs, RunDir};
+use traj_runs::list_runs;
 use traj_schema::Outcome;
 
-/// Progress callback: (phase, done, total).
-pub type ProgressFn<'a> = &'a dyn Fn(&str, u64, u64);
+/// Progress callback: (phase, done, total). Called on the thread that runs the build.
+pub type ProgressFn<'a> = &'a (dyn Fn(&str, u64, u64) + Sync);
 
 /// What to build.
 pub struct BuildInputs<'a> {
@@ -46,6 +50,19 @@ pub struct BuildInputs<'a> {
     pub redactor: &'a dyn Redactor,
     /// Called with (phase, done, total) as runs are processed.
     pub progress: Option<ProgressFn<'a>>,
+    /// Worker threads for the per-run work of both passes; 0 = one per core. The outputs are
+    /// the same bytes for every value.
+    pub threads: usize,
+}
+
+impl BuildInputs<'_> {
+    /// The worker thread count (`threads`, or one per core when 0).
+    pub fn threads(&self) -> usize {
+        match self.threads {
+            0 => crate::par::default_threads(),
+            n => n,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +78,9 @@ pub enum BuildError {
     /// build stops instead of quarantining it, since the run is not damaged, only unreadable here.
     #[error("{0}")]
     NewerRunFormat(traj_runs::RunReadError),
+    /// The per-run keys index runs with 32 bits.
+    #[error("{0} runs: a build takes at most 4 294 967 295")]
+    TooManyRuns(usize),
 }
 
 /// A read error that must stop the build ([`BuildError::NewerRunFormat`]) rather than quarantine
@@ -124,7 +144,10 @@ pub fn build(inputs: &BuildInputs) -> Result<BuildSummary, BuildError> {
     let cfg = &inputs.config;
     prepare_output(&inputs.out)?;
     let progress = Progress(inputs.progress);
-    let dirs = list_runs(&inputs.runs)?;
+    let dirs = RunList::new(list_runs(&inputs.runs)?);
+    if u32::try_from(dirs.len()).is_err() {
+        return Err(BuildError::TooManyRuns(dirs.len()));
+    }
     let mut written: Vec<Written> = Vec::new();
     let mut rep = Report::new(inputs, dirs.len() as u64);
     let mut labels_used: BTreeSet<String> = BTreeSet::new();
@@ -137,22 +160,26 @@ pub fn build(inputs: &BuildInputs) -> Result<BuildSummary, BuildError> {
         &mut labels_used,
         &mut written,
     )?;
-    let kept = dedup(scan.keys, cfg.dedup.enabled, &mut rep);
-    let records: Vec<usize> = kept.iter().map(|k| k.record).collect();
+    let names = KeyNames {
+        dirs: &dirs,
+        families: &scan.families,
+    };
+    let kept = dedup(scan.keys, &names, cfg.dedup.enabled, &mut rep);
+    let records: Vec<usize> = kept.iter().map(|k| k.record as usize).collect();
     let clusters = scan.signatures.clusters(&records, &cfg.near_dup)?;
-    let plan = units::plan_units(&kept, &clusters, &cfg.split);
+    let plan = units::plan_units(&kept, &names, &clusters, &cfg.split);
     let unit_split = assign_units(&plan.units, &cfg.split, inputs.seed);
-    let assigned = assigned_runs(&kept, &clusters, &plan, &unit_split);
+    let assigned = assigned_runs(&kept, &names, &clusters, &plan, &unit_split);
     rep.record_split(&assigned.runs, &assigned.clusters, &assigned.splits);
     rep.record_units(&plan, &unit_split);
 
-    let runs: Vec<(&RunDir, Split)> = assigned
+    let runs: Vec<(&RunEntry, Split)> = assigned
         .kept
         .iter()
         .zip(&assigned.splits)
-        .map(|(&i, &s)| (&kept[i].dir, s))
+        .filter_map(|(&i, &s)| Some((names.entry(&kept[i])?, s)))
         .collect();
-    let metrics = convert::convert_runs(inputs, &runs, &progress, &mut rep, &mut written)?;
+    let metrics = convert::convert_runs(inputs, &dirs, &runs, &progress, &mut rep, &mut written)?;
     crate::balance::rebalance_outputs(inputs, &mut rep, &mut written)?;
     finish_report(inputs, &mut rep, metrics, &labels_used);
     write_report_and_card(inputs, &rep, &mut written)?;
@@ -182,17 +209,23 @@ fn prepare_output(out: &Path) -> Result<(), BuildError> {
 }
 
 /// Exact dedup on `(goal_hash, key_steps_hash, final_outcome)`: the first run of a key is kept.
-fn dedup(keys: Vec<RunKey>, enabled: bool, rep: &mut Report) -> Vec<RunKey> {
-    let mut first_of: BTreeMap<(String, String, Outcome), String> = BTreeMap::new();
+fn dedup(keys: Vec<RunKey>, names: &KeyNames, enabled: bool, rep: &mut Report) -> Vec<RunKey> {
+    let mut first_of: HashMap<(ShortHash, ShortHash, Outcome), u32> = HashMap::new();
     let mut kept = Vec::new();
     for k in keys {
-        let key = (k.goal_hash.clone(), k.key_steps_hash.clone(), k.outcome);
         if enabled {
-            if let Some(first) = first_of.get(&key) {
-                rep.add_duplicate(&k.dir.run_id, first, &key.0, &key.1, key.2);
+            let key = (k.goal_hash, k.key_steps_hash, k.outcome);
+            if let Some(&first) = first_of.get(&key) {
+                rep.add_duplicate(DuplicateRun {
+                    run_id: names.name(&k),
+                    duplicate_of: names.dirs.name(first as usize),
+                    goal_hash: k.goal_hash,
+                    key_steps_hash: k.key_steps_hash,
+                    outcome: k.outcome,
+                });
                 continue;
             }
-            first_of.insert(key, k.dir.run_id.clone());
+            first_of.insert(key, k.run);
         }
         kept.push(k);
     }
@@ -203,14 +236,15 @@ fn dedup(keys: Vec<RunKey>, enabled: bool, rep: &mut Report) -> Vec<RunKey> {
 struct Assigned<'a> {
     /// Indexes into the kept runs.
     kept: Vec<usize>,
-    /// (run id, family, goal hash) of each.
-    runs: Vec<(&'a str, &'a str, &'a str)>,
+    /// (family, goal hash) of each.
+    runs: Vec<(&'a str, ShortHash)>,
     clusters: Vec<usize>,
     splits: Vec<Split>,
 }
 
 fn assigned_runs<'a>(
-    kept: &'a [RunKey],
+    kept: &[RunKey],
+    names: &'a KeyNames,
     clusters: &[usize],
     plan: &units::UnitPlan,
     unit_split: &[Split],
@@ -226,7 +260,7 @@ fn assigned_runs<'a>(
             continue;
         };
         a.kept.push(i);
-        a.runs.push((&k.dir.run_id, &k.family, &k.goal_hash));
+        a.runs.push((names.family(k), k.goal_hash));
         a.clusters.push(clusters[i]);
         a.splits.push(unit_split[u]);
     }

@@ -4,7 +4,7 @@
 //! are cut from the build instead (and reported), so templated goals cannot chain a whole corpus
 //! into one unit and leave the evaluation splits empty.
 
-use super::scan::RunKey;
+use super::scan::{KeyNames, RunKey};
 use crate::config::SplitConfig;
 use crate::minhash::UnionFind;
 use crate::split::UnitProfile;
@@ -62,27 +62,32 @@ struct CrossCluster {
 
 /// Decides the units: families first, then bounded joins along cross-family near-duplicate
 /// clusters (largest cluster first), then cuts where a cluster still spans units.
-pub(crate) fn plan_units(kept: &[RunKey], clusters: &[usize], cfg: &SplitConfig) -> UnitPlan {
+pub(crate) fn plan_units(
+    kept: &[RunKey],
+    names: &KeyNames,
+    clusters: &[usize],
+    cfg: &SplitConfig,
+) -> UnitPlan {
     let families: Vec<&str> = {
-        let mut f: Vec<&str> = kept.iter().map(|k| k.family.as_str()).collect();
+        let mut f: Vec<&str> = kept.iter().map(|k| names.family(k)).collect();
         f.sort_unstable();
         f.dedup();
         f
     };
     let fam_of: Vec<usize> = kept
         .iter()
-        .map(|k| families.binary_search(&k.family.as_str()).unwrap_or(0))
+        .map(|k| families.binary_search(&names.family(k)).unwrap_or(0))
         .collect();
     let max_unit_runs = ((cfg.max_unit_share * kept.len() as f64).floor() as u64).max(1);
     let cross = cross_family_clusters(clusters, &fam_of);
-    let run_id = |m: usize| kept[m].dir.run_id.clone();
+    let run_id = |m: usize| names.name(&kept[m]).to_string();
     let ctx = Families {
         names: &families,
         fam_of: &fam_of,
         run_id: &run_id,
     };
     let (mut uf, joins, refused) = join_families(&ctx, &cross, max_unit_runs);
-    let (cut, cuts) = cut_spanning_clusters(&ctx, &cross, &mut uf, kept);
+    let (cut, cuts) = cut_spanning_clusters(&ctx, &cross, &mut uf);
     let p = unit_profiles(&ctx, &mut uf, kept, &cut);
     UnitPlan {
         unit_of_run: p.unit_of_run,
@@ -163,9 +168,8 @@ fn cut_spanning_clusters(
     f: &Families,
     cross: &[CrossCluster],
     uf: &mut UnionFind,
-    kept: &[RunKey],
 ) -> (Vec<bool>, Vec<CutRun>) {
-    let mut cut = vec![false; kept.len()];
+    let mut cut = vec![false; f.fam_of.len()];
     let mut cuts = Vec::new();
     for c in cross {
         let mut per_unit: BTreeMap<usize, u64> = BTreeMap::new();
@@ -191,7 +195,7 @@ fn cut_spanning_clusters(
                 cut[m] = true;
                 cuts.push(CutRun {
                     run_id: (f.run_id)(m),
-                    family: kept[m].family.clone(),
+                    family: f.names[f.fam_of[m]].to_owned(),
                     near_duplicate_of: kept_example.clone(),
                 });
             }
