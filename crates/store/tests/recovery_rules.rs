@@ -156,30 +156,48 @@ fn crc_mismatch_in_last_record_is_truncated() {
 }
 
 #[test]
-fn crc_corruption_in_older_segment_refuses_to_open() {
+fn crc_corruption_in_an_older_segment_surfaces_on_read_not_at_open() {
+    // Sealed segments are walked by header at open (opening a large store must not read all of
+    // it); their payloads' CRCs are checked by every read and scan.
     let dir = tempfile::tempdir().unwrap();
     populate(dir.path(), 25);
     let first = seg(dir.path(), 1);
     let before = std::fs::read(&first).unwrap();
     flip_byte(&first, 2 * RECORD + HEADER_LEN as u64 + 3); // payload of seq 3
-    match Store::open(cfg(dir.path())) {
-        Err(StoreError::Corrupt { path, offset, kind }) => {
-            assert_eq!(path, first);
-            assert_eq!(offset, 2 * RECORD);
-            assert!(matches!(kind, CorruptKind::CrcMismatch { .. }));
-        }
-        Err(e) => panic!("wrong error: {e}"),
-        Ok(_) => panic!("opened a store with a corrupt older segment"),
-    }
+    let (store, report) = Store::open(cfg(dir.path())).expect("opens: headers are intact");
+    assert_eq!(report.truncated_bytes, 0, "nothing is truncated");
+    assert_eq!(report.records, 25);
+    assert!(matches!(
+        store.read(3),
+        Err(StoreError::Corrupt { path, offset, kind: CorruptKind::CrcMismatch { .. } })
+            if path == first && offset == 2 * RECORD
+    ));
+    assert_eq!(store.read(4).unwrap(), rec(4));
+    let items: Vec<_> = store.scan(0).collect();
+    assert_eq!(items.len(), 3, "two good records, then the error");
+    assert!(items[2].is_err());
     // Nothing was dropped: the file still has its full length, later segments are untouched.
-    assert_eq!(
-        std::fs::metadata(&first).unwrap().len(),
-        before.len() as u64
-    );
+    assert_eq!(std::fs::read(&first).unwrap().len(), before.len());
     assert_eq!(
         std::fs::metadata(seg(dir.path(), 21)).unwrap().len(),
         5 * RECORD
     );
+}
+
+#[test]
+fn a_damaged_header_in_an_older_segment_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path(), 25);
+    let first = seg(dir.path(), 1);
+    flip_byte(&first, 2 * RECORD + 12); // the seq field of the header of seq 3
+    match Store::open(cfg(dir.path())) {
+        Err(StoreError::Corrupt { path, offset, .. }) => {
+            assert_eq!(path, first);
+            assert_eq!(offset, 2 * RECORD);
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("opened a store with a damaged header in an older segment"),
+    }
 }
 
 #[test]

@@ -174,7 +174,7 @@ impl RunManager {
         RunManager {
             floor,
             held: Vec::new(),
-            index: TraceIndex::new(index_db, cfg.late_window, Arc::clone(&metrics)),
+            index: TraceIndex::new(index_db, Arc::clone(&metrics)),
             last_spill: Instant::now(),
             last_checkpoint: Instant::now()
                 .checked_sub(CHECKPOINT_EVERY)
@@ -224,10 +224,11 @@ impl RunManager {
             self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
             self.finalize_some(Instant::now(), FINALIZE_PER_BATCH);
         }
-        // A last checkpoint, so the next start scans only what is still open.
+        // Every index entry to disk and a last checkpoint, so the next start scans only what is
+        // still open.
         let now = Instant::now();
         self.last_checkpoint = now.checked_sub(CHECKPOINT_EVERY).unwrap_or(now);
-        self.spill_index(now);
+        self.spill_index_older_than(now, Duration::ZERO);
         tracing::info!(
             shard = self.cfg.shard.index,
             open_runs = self.open.len(),
@@ -473,9 +474,14 @@ impl RunManager {
     /// Moves index entries older than the late window to disk (logged, and retried at the next
     /// spill, when the disk write fails).
     fn spill_index(&mut self, now: Instant) {
+        self.spill_index_older_than(now, self.cfg.late_window);
+    }
+
+    /// [`RunManager::spill_index`] for the entries older than `window`.
+    fn spill_index_older_than(&mut self, now: Instant, window: Duration) {
         self.last_spill = now;
         if now.saturating_duration_since(self.last_checkpoint) < CHECKPOINT_EVERY {
-            if let Err(e) = self.index.spill(now, |_, _| None) {
+            if let Err(e) = self.index.spill_older_than(now, window, |_, _| None) {
                 tracing::error!(error = %e, "trace index entries could not be moved to disk; kept in memory");
             }
             return;
@@ -512,7 +518,7 @@ impl RunManager {
                 .min()?;
             Some((shard.index, shard.count, seq))
         };
-        if let Err(e) = self.index.spill(now, checkpoint) {
+        if let Err(e) = self.index.spill_older_than(now, window, checkpoint) {
             tracing::error!(error = %e, "trace index entries could not be moved to disk; kept in memory");
         }
     }

@@ -215,18 +215,16 @@ pub(crate) struct TraceIndex {
     order: VecDeque<(TraceId, Instant)>,
     heap_bytes: usize,
     db: Arc<TraceIndexDb>,
-    window: Duration,
     metrics: Arc<ReceiverMetrics>,
 }
 
 impl TraceIndex {
-    pub fn new(db: Arc<TraceIndexDb>, window: Duration, metrics: Arc<ReceiverMetrics>) -> Self {
+    pub fn new(db: Arc<TraceIndexDb>, metrics: Arc<ReceiverMetrics>) -> Self {
         TraceIndex {
             recent: HashMap::new(),
             order: VecDeque::new(),
             heap_bytes: 0,
             db,
-            window,
             metrics,
         }
     }
@@ -270,18 +268,21 @@ impl TraceIndex {
         self.db.get(trace)
     }
 
-    /// Moves to disk every entry older than the window, and the oldest ones beyond
+    /// Moves to disk every entry older than `window`, and the oldest ones beyond
     /// [`MAX_IN_MEMORY`]; returns how many moved. `checkpoint` (computed by the caller once the
     /// move is known, from what stays in memory) is written in the same transaction. On a write
     /// error nothing is lost: the entries stay in memory and the next spill tries again.
-    pub fn spill(
+    /// `window` is the late window (zero at shutdown: everything goes to disk, so the last
+    /// checkpoint waits only for the open runs).
+    pub fn spill_older_than(
         &mut self,
         now: Instant,
+        window: Duration,
         checkpoint: impl FnOnce(&TraceIndex, &[TraceId]) -> Option<(usize, usize, u64)>,
     ) -> Result<usize, IndexError> {
         let mut moving = Vec::new();
         while let Some(&(trace, at)) = self.order.front() {
-            let old = now.saturating_duration_since(at) >= self.window;
+            let old = now.saturating_duration_since(at) >= window;
             let over = self.recent.len() - moving.len() > MAX_IN_MEMORY;
             if !old && !over {
                 break;
@@ -372,7 +373,7 @@ mod tests {
         let window = Duration::from_secs(60);
         {
             let db = TraceIndexDb::open(&path).unwrap();
-            let mut index = TraceIndex::new(db, window, Arc::clone(&metrics));
+            let mut index = TraceIndex::new(db, Arc::clone(&metrics));
             for n in 0..10 {
                 let records = TraceRecords {
                     seqs: vec![u64::from(n), 100 + u64::from(n)],
@@ -385,7 +386,7 @@ mod tests {
             // At t0 + 64 s, traces 0..=4 are older than the window.
             assert_eq!(
                 index
-                    .spill(t0 + Duration::from_secs(64), |_, _| None)
+                    .spill_older_than(t0 + Duration::from_secs(64), window, |_, _| None)
                     .unwrap(),
                 5
             );
@@ -395,7 +396,7 @@ mod tests {
             // Nothing more is due yet.
             assert_eq!(
                 index
-                    .spill(t0 + Duration::from_secs(64), |_, _| None)
+                    .spill_older_than(t0 + Duration::from_secs(64), window, |_, _| None)
                     .unwrap(),
                 0
             );
@@ -410,7 +411,7 @@ mod tests {
         // A later start (same file) still finds the spilled entries.
         let db = TraceIndexDb::open(&path).unwrap();
         assert_eq!(db.entries().unwrap(), 5);
-        let mut index = TraceIndex::new(db, window, metrics);
+        let mut index = TraceIndex::new(db, metrics);
         assert_eq!(index.take(&trace(3)).unwrap().unwrap().seqs, vec![3, 103]);
     }
 
@@ -419,7 +420,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let db = TraceIndexDb::open(&TraceIndexDb::path_in(tmp.path())).unwrap();
         let metrics = Arc::new(ReceiverMetrics::default());
-        let mut index = TraceIndex::new(Arc::clone(&db), Duration::from_secs(1), metrics);
+        let mut index = TraceIndex::new(Arc::clone(&db), metrics);
         let t0 = Instant::now();
         let first = TraceRecords {
             seqs: vec![1],
@@ -434,7 +435,11 @@ mod tests {
         assert_eq!(index.in_memory(), 1);
         assert_eq!(
             index
-                .spill(t0 + Duration::from_secs(5), |_, _| None)
+                .spill_older_than(
+                    t0 + Duration::from_secs(5),
+                    Duration::from_secs(1),
+                    |_, _| None
+                )
                 .unwrap(),
             1
         );
