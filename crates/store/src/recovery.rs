@@ -83,12 +83,11 @@ pub(crate) fn recover(store_dir: &Path, raw: &Path) -> Result<Recovered, StoreEr
         // Sealed segments were synced when they were sealed; their records are walked by
         // header (lengths and seqs), so opening a large store does not read all of it, and a
         // damaged payload there surfaces on read and scan (every read checks the CRC).
-        let verify = if i == last_i {
-            Verify::Crc
+        let mut scan = if i == last_i {
+            scan_segment(first_seq, path)?
         } else {
-            Verify::Headers
+            walk_headers(first_seq, path)?
         };
-        let mut scan = scan_segment(first_seq, path, verify)?;
         if let Some((offset, kind)) = scan.bad {
             let path = scan.info.path.clone();
             if i != last_i {
@@ -164,18 +163,46 @@ pub(crate) fn recover(store_dir: &Path, raw: &Path) -> Result<Recovered, StoreEr
     })
 }
 
-/// How much of a segment recovery checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verify {
-    /// Headers, lengths, seqs and every payload's CRC (the last segment).
-    Crc,
-    /// Headers, lengths and seqs; payloads are skipped, not read (sealed segments).
-    Headers,
+/// Walks a sealed segment header by header with positional reads (24 bytes per record, payloads
+/// not read): header fields, lengths within the file and seqs; stops at the first bad one.
+fn walk_headers(first_seq: u64, path: PathBuf) -> Result<SegmentScan, StoreError> {
+    let file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+    let file_len = file.metadata().map_err(|e| StoreError::io(&path, e))?.len();
+    let mut info = SegmentInfo::new(first_seq, path);
+    let mut offset = 0u64;
+    let bad = loop {
+        if offset >= file_len {
+            break None;
+        }
+        let header = match fmt::pread_header(&file, offset, file_len) {
+            Ok(header) => header,
+            Err(ReadFailure::Corrupt(kind)) => break Some((offset, kind)),
+            Err(ReadFailure::Io(e)) => return Err(StoreError::io(&info.path, e)),
+        };
+        let expected = first_seq + info.records;
+        if header.seq != expected {
+            let kind = CorruptKind::SeqMismatch {
+                expected,
+                found: header.seq,
+            };
+            break Some((offset, kind));
+        }
+        if info.is_anchor(header.seq) {
+            info.anchors.push(offset);
+        }
+        offset += header.record_len();
+        info.records += 1;
+        info.len = offset;
+    };
+    Ok(SegmentScan {
+        info,
+        file_len,
+        bad,
+    })
 }
 
-/// Reads a segment sequentially, verifying every record as `verify` says; stops at the first
-/// bad one.
-fn scan_segment(first_seq: u64, path: PathBuf, verify: Verify) -> Result<SegmentScan, StoreError> {
+/// Reads a segment sequentially, verifying every record; stops at the first bad one.
+fn scan_segment(first_seq: u64, path: PathBuf) -> Result<SegmentScan, StoreError> {
     let file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
     let file_len = file.metadata().map_err(|e| StoreError::io(&path, e))?.len();
     let mut reader = BufReader::with_capacity(256 * 1024, file);
@@ -200,22 +227,15 @@ fn scan_segment(first_seq: u64, path: PathBuf, verify: Verify) -> Result<Segment
             let need = u64::from(header.len);
             break Some((offset, CorruptKind::ShortPayload { need, have: room }));
         }
-        if verify == Verify::Crc {
-            let mut hasher = fmt::crc_hasher(&h);
-            let got = fmt::stream_payload(&mut reader, u64::from(header.len), &mut hasher, None)
-                .map_err(|e| StoreError::io(&info.path, e))?;
-            if got < u64::from(header.len) {
-                let need = u64::from(header.len);
-                break Some((offset, CorruptKind::ShortPayload { need, have: got }));
-            }
-            if let Err(kind) = fmt::check_crc(&header, hasher.finalize()) {
-                break Some((offset, kind));
-            }
-        } else {
-            // The length was checked against the file above; skip the payload unread.
-            reader
-                .seek_relative(i64::from(header.len))
-                .map_err(|e| StoreError::io(&info.path, e))?;
+        let mut hasher = fmt::crc_hasher(&h);
+        let got = fmt::stream_payload(&mut reader, u64::from(header.len), &mut hasher, None)
+            .map_err(|e| StoreError::io(&info.path, e))?;
+        if got < u64::from(header.len) {
+            let need = u64::from(header.len);
+            break Some((offset, CorruptKind::ShortPayload { need, have: got }));
+        }
+        if let Err(kind) = fmt::check_crc(&header, hasher.finalize()) {
+            break Some((offset, kind));
         }
         let expected = first_seq + info.records;
         if header.seq != expected {
