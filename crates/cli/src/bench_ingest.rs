@@ -567,13 +567,17 @@ struct Spawned {
 
 impl Drop for Spawned {
     fn drop(&mut self) {
-        // SIGTERM for a clean shutdown, then reap.
-        let _ = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
+        terminate(&mut self.child);
     }
+}
+
+/// SIGTERM (a clean shutdown), then reap.
+fn terminate(child: &mut std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
 }
 
 fn spawn_receiver(args: &IngestArgs) -> Result<(Spawned, String)> {
@@ -678,11 +682,7 @@ struct SinkProcess {
 
 impl Drop for SinkProcess {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
+        terminate(&mut self.child);
     }
 }
 

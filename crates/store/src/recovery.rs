@@ -163,6 +163,29 @@ pub(crate) fn recover(store_dir: &Path, raw: &Path) -> Result<Recovered, StoreEr
     })
 }
 
+/// Adds the record whose header (already checked) sits at `offset` to the segment's index when
+/// its seq follows the previous one; returns the offset of the next record.
+fn accept_record(
+    info: &mut SegmentInfo,
+    header: &fmt::RecordHeader,
+    offset: u64,
+) -> Result<u64, CorruptKind> {
+    let expected = info.first_seq + info.records;
+    if header.seq != expected {
+        return Err(CorruptKind::SeqMismatch {
+            expected,
+            found: header.seq,
+        });
+    }
+    if info.is_anchor(header.seq) {
+        info.anchors.push(offset);
+    }
+    let next = offset + header.record_len();
+    info.records += 1;
+    info.len = next;
+    Ok(next)
+}
+
 /// Walks a sealed segment header by header with positional reads (24 bytes per record, payloads
 /// not read): header fields, lengths within the file and seqs; stops at the first bad one.
 fn walk_headers(first_seq: u64, path: PathBuf) -> Result<SegmentScan, StoreError> {
@@ -179,20 +202,10 @@ fn walk_headers(first_seq: u64, path: PathBuf) -> Result<SegmentScan, StoreError
             Err(ReadFailure::Corrupt(kind)) => break Some((offset, kind)),
             Err(ReadFailure::Io(e)) => return Err(StoreError::io(&info.path, e)),
         };
-        let expected = first_seq + info.records;
-        if header.seq != expected {
-            let kind = CorruptKind::SeqMismatch {
-                expected,
-                found: header.seq,
-            };
-            break Some((offset, kind));
+        match accept_record(&mut info, &header, offset) {
+            Ok(next) => offset = next,
+            Err(kind) => break Some((offset, kind)),
         }
-        if info.is_anchor(header.seq) {
-            info.anchors.push(offset);
-        }
-        offset += header.record_len();
-        info.records += 1;
-        info.len = offset;
     };
     Ok(SegmentScan {
         info,
@@ -237,20 +250,10 @@ fn scan_segment(first_seq: u64, path: PathBuf) -> Result<SegmentScan, StoreError
         if let Err(kind) = fmt::check_crc(&header, hasher.finalize()) {
             break Some((offset, kind));
         }
-        let expected = first_seq + info.records;
-        if header.seq != expected {
-            let kind = CorruptKind::SeqMismatch {
-                expected,
-                found: header.seq,
-            };
-            break Some((offset, kind));
+        match accept_record(&mut info, &header, offset) {
+            Ok(next) => offset = next,
+            Err(kind) => break Some((offset, kind)),
         }
-        if info.is_anchor(header.seq) {
-            info.anchors.push(offset);
-        }
-        offset += header.record_len();
-        info.records += 1;
-        info.len = offset;
     };
     Ok(SegmentScan {
         info,
