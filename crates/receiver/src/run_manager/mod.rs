@@ -150,8 +150,11 @@ pub struct RunManager {
     index: TraceIndex,
     /// When the index last moved old entries to disk.
     last_spill: Instant,
-    /// When the shard last wrote its checkpoint (set in the past at start, so the first spill does).
+    /// When the shard last started writing its checkpoint (in the past at start, so the first
+    /// spill does).
     last_checkpoint: Instant,
+    /// The checkpoint being written, if any.
+    checkpoint_job: Option<std::thread::JoinHandle<()>>,
     /// Where this shard publishes the lowest record its open runs hold (for retention).
     floor: Arc<RetentionFloor>,
     /// Batches taken since the last publication: held against retention until then.
@@ -179,6 +182,7 @@ impl RunManager {
             last_checkpoint: Instant::now()
                 .checked_sub(CHECKPOINT_EVERY)
                 .unwrap_or_else(Instant::now),
+            checkpoint_job: None,
             cfg,
             reader: store.range_reader(),
             store,
@@ -226,9 +230,11 @@ impl RunManager {
         }
         // Every index entry to disk and a last checkpoint, so the next start scans only what is
         // still open.
+        self.finish_checkpoint();
         let now = Instant::now();
         self.last_checkpoint = now.checked_sub(CHECKPOINT_EVERY).unwrap_or(now);
         self.spill_index_older_than(now, Duration::ZERO);
+        self.finish_checkpoint();
         tracing::info!(
             shard = self.cfg.shard.index,
             open_runs = self.open.len(),
@@ -479,17 +485,24 @@ impl RunManager {
 
     /// [`RunManager::spill_index`] for the entries older than `window`.
     fn spill_index_older_than(&mut self, now: Instant, window: Duration) {
-        self.last_spill = now;
-        if now.saturating_duration_since(self.last_checkpoint) < CHECKPOINT_EVERY {
-            if let Err(e) = self.index.spill_older_than(now, window, |_, _| None) {
-                tracing::error!(error = %e, "trace index entries could not be moved to disk; kept in memory");
-            }
-            return;
+        self.move_index_to_disk(now, window);
+        if now.saturating_duration_since(self.last_checkpoint) >= CHECKPOINT_EVERY {
+            self.start_checkpoint(now);
         }
-        self.last_checkpoint = now;
-        // The checkpoint: no record below it holds a trace of this shard that is open, in the
-        // in-memory index, or not yet taken. The store's next seq is read before the pending
-        // batches, so a batch appended in between is seen as pending.
+    }
+
+    /// Moves index entries older than `window` to disk (a non-durable commit), no checkpoint.
+    fn move_index_to_disk(&mut self, now: Instant, window: Duration) {
+        self.last_spill = now;
+        if let Err(e) = self.index.spill_older_than(now, window, |_, _| None) {
+            tracing::error!(error = %e, "trace index entries could not be moved to disk; kept in memory");
+        }
+    }
+
+    /// The checkpoint as of now: no record below it holds a trace of this shard that is open, in
+    /// the in-memory index, or not yet taken. The store's next seq is read before the pending
+    /// batches, so a batch appended in between is seen as pending.
+    fn checkpoint_seq(&self) -> u64 {
         let next_seq = self.store.stats().last_seq.map_or(0, |last| last + 1);
         let pending = self.floor.pending_min();
         let open = self
@@ -497,29 +510,47 @@ impl RunManager {
             .values()
             .filter_map(|run| run.seqs.first().copied())
             .min();
-        let shard = self.cfg.shard;
-        // Runs are written rename-only: they must be durable before the checkpoint passes them
-        // (a power loss would otherwise lose runs the startup scan no longer rebuilds).
-        let runs_durable = match traj_runs::sync_written_runs(&self.cfg.runs_dir) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(error = %e, "runs not synced; checkpoint not advanced");
-                false
-            }
+        let in_memory = self.index.lowest_staying(&[]);
+        [Some(next_seq), pending, open, in_memory]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(next_seq)
+    }
+
+    /// Writes the checkpoint on a background thread: a `syncfs` first (the runs below it are
+    /// written rename-only and must be durable before the checkpoint passes them), then one
+    /// durable index commit. The flush can take seconds on a busy disk; the shard keeps
+    /// finalizing meanwhile. One at a time: while one is running, the next spill tries again.
+    fn start_checkpoint(&mut self, now: Instant) {
+        if self
+            .checkpoint_job
+            .as_ref()
+            .is_some_and(|job| !job.is_finished())
+        {
+            return;
+        }
+        self.finish_checkpoint();
+        self.last_checkpoint = now;
+        let job = CheckpointJob {
+            seq: self.checkpoint_seq(),
+            shard: self.cfg.shard,
+            runs_dir: self.cfg.runs_dir.clone(),
+            db: Arc::clone(self.index.db()),
         };
-        let checkpoint = |index: &TraceIndex, moving: &[TraceId]| {
-            if !runs_durable {
-                return None;
-            }
-            let staying = index.lowest_staying(moving);
-            let seq = [Some(next_seq), pending, open, staying]
-                .into_iter()
-                .flatten()
-                .min()?;
-            Some((shard.index, shard.count, seq))
-        };
-        if let Err(e) = self.index.spill_older_than(now, window, checkpoint) {
-            tracing::error!(error = %e, "trace index entries could not be moved to disk; kept in memory");
+        let spawned = std::thread::Builder::new()
+            .name(format!("traj-ckpt-{}", self.cfg.shard.index))
+            .spawn(move || job.write());
+        match spawned {
+            Ok(handle) => self.checkpoint_job = Some(handle),
+            Err(e) => tracing::warn!(error = %e, "checkpoint thread not started; retried later"),
+        }
+    }
+
+    /// Waits for a running checkpoint to be written.
+    fn finish_checkpoint(&mut self) {
+        if let Some(job) = self.checkpoint_job.take() {
+            let _ = job.join();
         }
     }
 
@@ -690,6 +721,36 @@ fn run_bytes_before(run: &OpenRun, origin: Origin) -> usize {
     match origin {
         Origin::Open => run.held_bytes(),
         Origin::Reopened { .. } | Origin::New => 0,
+    }
+}
+
+/// A checkpoint to write off the shard's thread.
+struct CheckpointJob {
+    seq: u64,
+    shard: Shard,
+    runs_dir: PathBuf,
+    db: Arc<TraceIndexDb>,
+}
+
+impl CheckpointJob {
+    fn write(self) {
+        if let Err(e) = traj_runs::sync_written_runs(&self.runs_dir) {
+            tracing::warn!(error = %e, "runs not synced; checkpoint not advanced");
+            return;
+        }
+        if let Err(e) = self
+            .db
+            .write_checkpoint(self.shard.index, self.shard.count, self.seq)
+        {
+            tracing::error!(error = %e, "checkpoint not written; retried later");
+        }
+    }
+}
+
+impl Drop for RunManager {
+    /// A checkpoint being written is finished first (it holds the index open).
+    fn drop(&mut self) {
+        self.finish_checkpoint();
     }
 }
 

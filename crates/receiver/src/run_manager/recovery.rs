@@ -201,10 +201,10 @@ impl RunManager {
         for (trace, records) in seen.records {
             self.index.insert(trace, records, long_ago);
             if self.index.in_memory() >= super::trace_index::MAX_IN_MEMORY {
-                self.spill_index(now);
+                self.move_index_to_disk(now, self.cfg.late_window);
             }
         }
-        self.spill_index(now);
+        self.move_index_to_disk(now, self.cfg.late_window);
         reopened
     }
 

@@ -166,6 +166,12 @@ impl TraceIndexDb {
         })
     }
 
+    /// Writes shard `index` of `count`'s checkpoint in a durable transaction (which makes every
+    /// earlier non-durable commit durable too).
+    pub fn write_checkpoint(&self, index: usize, count: usize, seq: u64) -> Result<(), IndexError> {
+        self.put_all(&[], Some((index, count, seq))).map(|_| ())
+    }
+
     /// Writes `entries` and, when given, shard `(index, count)`'s checkpoint, in one transaction;
     /// returns the table's entry count after. Only a checkpoint commit is durable (fsynced, and
     /// with it every commit before it): entries moved by a non-durable commit that a crash loses
@@ -241,6 +247,11 @@ impl TraceIndex {
     /// Where shard `index` of `count` may start its startup scan ([`TraceIndexDb::checkpoint`]).
     pub fn checkpoint(&self, index: usize, count: usize) -> Result<u64, IndexError> {
         self.db.checkpoint(index, count)
+    }
+
+    /// The on-disk table.
+    pub fn db(&self) -> &Arc<TraceIndexDb> {
+        &self.db
     }
 
     /// The entry of `trace` on disk, if any (memory not consulted).
