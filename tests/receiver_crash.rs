@@ -1,17 +1,20 @@
 //! Crash safety and disk full, end to end against the real `traj serve` binary: (1) SIGKILL the
-//! receiver at seeded random moments under gRPC load from several clients, restart it on the same
-//! data dir each time, and prove every acknowledged span is in the raw store and in exactly one
-//! run exactly once, and that every run validates; (2) put the data dir on a 4 MiB tmpfs, fill it,
+//! receiver at seeded random moments under gRPC load from several clients (one of them also
+//! sending OTLP log records for its traces), restart it on the same data dir each time, and prove
+//! every acknowledged span and log record is in the raw store, every acknowledged span in exactly
+//! one run exactly once, every run holds exactly the distinct log records raw has for its trace,
+//! and that every run validates; (2) put the data dir on a 4 MiB tmpfs, fill it,
 //! and prove that a full disk gives retryable errors (gRPC UNAVAILABLE, HTTP 503 + Retry-After),
 //! corrupts nothing, and that acks resume and no acknowledged span is lost once space returns.
 
 mod receiver_harness;
 
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use receiver_harness::*;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,8 +26,12 @@ use std::time::{Duration, Instant};
 const SEED: u64 = 0x7a1_c4a5_4e11;
 /// SIGKILLs per crash test.
 const KILLS: usize = 22;
-/// Concurrent gRPC clients.
+/// Concurrent gRPC span clients.
 const CLIENTS: u8 = 4;
+/// The id of the client that sends log records (then the spans) for its traces.
+const LOGS_CLIENT: u8 = 9;
+/// Log records per trace of that client.
+const LOGS_PER_TRACE: u8 = 2;
 
 // ---- load ----------------------------------------------------------------------------------
 
@@ -32,6 +39,7 @@ const CLIENTS: u8 = 4;
 struct Load {
     grpc: Mutex<SocketAddr>,
     acked: Mutex<BTreeSet<(TraceId, SpanId)>>,
+    acked_logs: Mutex<BTreeSet<(TraceId, String)>>,
     acks: AtomicU64,
     failures: AtomicU64,
     stop: AtomicBool,
@@ -88,6 +96,80 @@ async fn export_until_acked(
     }
 }
 
+/// Exports log records until one attempt is acknowledged (reconnecting as needed).
+async fn export_logs_until_acked(
+    load: &Load,
+    conn: &mut Option<(SocketAddr, LogsServiceClient<tonic::transport::Channel>)>,
+    records: Vec<opentelemetry_proto::tonic::logs::v1::LogRecord>,
+) {
+    let keys: Vec<(TraceId, String)> = records
+        .iter()
+        .filter_map(|r| {
+            let trace = TraceId::try_from(r.trace_id.as_slice()).ok()?;
+            let body = match r.body.as_ref()?.value.as_ref()? {
+                opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s) => {
+                    s.clone()
+                }
+                _ => return None,
+            };
+            Some((trace, body))
+        })
+        .collect();
+    let req = logs_request(records);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "a logs batch was never acknowledged"
+        );
+        let addr = *load.grpc.lock().unwrap();
+        if conn.as_ref().map(|c| c.0) != Some(addr) {
+            *conn = LogsServiceClient::connect(format!("http://{addr}"))
+                .await
+                .ok()
+                .map(|c| (addr, c));
+        }
+        if let Some((_, client)) = conn.as_mut() {
+            let sent = tokio::time::timeout(Duration::from_secs(10), client.export(req.clone()));
+            match sent.await {
+                Ok(Ok(resp)) => {
+                    assert!(
+                        resp.into_inner().partial_success.is_none(),
+                        "valid log records rejected"
+                    );
+                    load.acked_logs.lock().unwrap().extend(keys);
+                    load.acks.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Ok(Err(status)) => assert!(
+                    matches!(
+                        status.code(),
+                        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+                    ),
+                    "non-retryable error: {status:?}"
+                ),
+                Err(_) => {}
+            }
+            *conn = None;
+        }
+        load.failures.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The logs client: for each trace, its log records first, then all its spans in one batch.
+async fn logs_client(load: Arc<Load>) {
+    let (mut logs_conn, mut spans_conn) = (None, None);
+    let mut n = 0u32;
+    while !load.stop.load(Ordering::Relaxed) {
+        let records = trace_logs(LOGS_CLIENT, n, LOGS_PER_TRACE);
+        export_logs_until_acked(&load, &mut logs_conn, records).await;
+        let spans = trace_spans(LOGS_CLIENT, n, 64);
+        export_until_acked(&load, &mut spans_conn, spans).await;
+        n += 1;
+    }
+}
+
 /// One client: traces one after another, each split at random into 1-3 batches (root last),
 /// until told to stop (the trace being sent is finished first).
 async fn client(load: Arc<Load>, id: u8) {
@@ -124,13 +206,15 @@ async fn acknowledged_spans_survive_repeated_sigkill() {
     let load = Arc::new(Load {
         grpc: Mutex::new(server.grpc),
         acked: Mutex::new(BTreeSet::new()),
+        acked_logs: Mutex::new(BTreeSet::new()),
         acks: AtomicU64::new(0),
         failures: AtomicU64::new(0),
         stop: AtomicBool::new(false),
     });
-    let clients: Vec<_> = (0..CLIENTS)
+    let mut clients: Vec<_> = (0..CLIENTS)
         .map(|id| tokio::spawn(client(Arc::clone(&load), id)))
         .collect();
+    clients.push(tokio::spawn(logs_client(Arc::clone(&load))));
 
     let mut rng = Rng(SEED);
     for _ in 0..KILLS {
@@ -204,7 +288,54 @@ async fn acknowledged_spans_survive_repeated_sigkill() {
         problems.len(),
         &problems[..problems.len().min(20)]
     );
-    // (c) schema v2 holds for every run.
+    // (c) every acknowledged log record is in raw storage, and every run holds exactly the
+    // distinct log records raw has for its trace (none lost across the kills, none twice).
+    let acked_logs = load.acked_logs.lock().unwrap().clone();
+    assert!(
+        acked_logs.len() >= 10,
+        "too few log records: {}",
+        acked_logs.len()
+    );
+    let raw_logs = raw_logs(&data);
+    let missing: Vec<_> = acked_logs
+        .iter()
+        .filter(|k| !raw_logs.contains_key(*k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged log records not in raw: {missing:?}"
+    );
+    let mut raw_per_trace: BTreeMap<TraceId, u64> = BTreeMap::new();
+    for (trace, _) in raw_logs.keys() {
+        *raw_per_trace.entry(*trace).or_insert(0) += 1;
+    }
+    let log_problems: Vec<String> = raw_per_trace
+        .iter()
+        .filter_map(|(trace, &n)| {
+            let run = runs.get(&hex(trace));
+            match run {
+                Some(r) if r.lineage_log_records == n => None,
+                Some(r) => Some(format!(
+                    "run {} holds {} log records, raw {n}",
+                    hex(trace),
+                    r.lineage_log_records
+                )),
+                // Log records whose spans were never acknowledged (the client was stopped)
+                // have no run; every acknowledged trace of the logs client does.
+                None if acked.iter().any(|(t, _)| t == trace) => {
+                    Some(format!("run {} missing", hex(trace)))
+                }
+                None => None,
+            }
+        })
+        .collect();
+    println!(
+        "logs: {} acknowledged, {} traces with logs in raw",
+        acked_logs.len(),
+        raw_per_trace.len()
+    );
+    assert!(log_problems.is_empty(), "{log_problems:#?}");
+    // (d) schema v2 holds for every run.
     assert_validate_passes(&data);
 }
 

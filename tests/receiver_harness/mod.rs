@@ -3,8 +3,10 @@
 //! and exact checks of acknowledged spans against the raw store and the runs on disk.
 #![allow(dead_code)]
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
@@ -282,8 +284,76 @@ pub fn raw_spans(data: &Path) -> (u64, HashMap<(TraceId, SpanId), u32>) {
     (records, out)
 }
 
+/// `k` log records of trace `(client, n)`, each with a body that names it (`log <n>/<k>`),
+/// attached to the trace's root span.
+pub fn trace_logs(client: u8, n: u32, k: u8) -> Vec<LogRecord> {
+    let root = span_id(client, n, 0);
+    (0..k)
+        .map(|i| LogRecord {
+            time_unix_nano: 1_700_000_000_000_000_000 + u64::from(i),
+            severity_text: "INFO".into(),
+            body: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(format!("log {n}/{i}"))),
+            }),
+            trace_id: trace_id(client, n).to_vec(),
+            span_id: root.to_vec(),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// An OTLP logs export request holding `records`.
+pub fn logs_request(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![attr("service.name", "crash-test")],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// The (trace, body) of every log record with a trace id in the raw store, with how many times
+/// it is stored. Panics on an unreadable or undecodable record.
+pub fn raw_logs(data: &Path) -> HashMap<(TraceId, String), u32> {
+    let (store, _report) = traj_store::Store::open(traj_store::StoreConfig::new(data)).unwrap();
+    let mut out = HashMap::new();
+    for item in store.scan(0) {
+        let traj_store::Record { seq, kind, payload } = item.expect("raw record readable");
+        if kind != traj_store::RecordKind::Logs {
+            continue;
+        }
+        let req = ExportLogsServiceRequest::decode(payload.as_ref())
+            .unwrap_or_else(|e| panic!("raw logs record {seq} does not decode: {e}"));
+        for record in req
+            .resource_logs
+            .into_iter()
+            .flat_map(|r| r.scope_logs)
+            .flat_map(|s| s.log_records)
+        {
+            let Ok(trace) = TraceId::try_from(record.trace_id.as_slice()) else {
+                continue;
+            };
+            let body = match record.body.and_then(|b| b.value) {
+                Some(any_value::Value::StringValue(s)) => s,
+                _ => String::new(),
+            };
+            *out.entry((trace, body)).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
 /// One run on disk: `lineage.spans` and, per span id, how many events name it.
 pub struct RunOnDisk {
+    /// `lineage.log_records`: distinct log records assembled into the run.
+    pub lineage_log_records: u64,
     pub lineage_spans: u64,
     pub events_per_span: BTreeMap<String, u32>,
 }
@@ -312,6 +382,7 @@ pub fn runs_on_disk(data: &Path) -> BTreeMap<String, RunOnDisk> {
         out.insert(
             session.run_id.clone(),
             RunOnDisk {
+                lineage_log_records: session.lineage.log_records,
                 lineage_spans: session.lineage.spans,
                 events_per_span,
             },
