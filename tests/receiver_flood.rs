@@ -2,14 +2,18 @@
 //! send far more than the receiver can absorb. Proves that clients get retryable refusals
 //! (gRPC UNAVAILABLE, HTTP 503 + Retry-After; counted), that the receiver's peak RSS (VmHWM) stays under a fixed bound and the
 //! open-runs gauge at or under its cap, and that after the flood every acknowledged span ends up
-//! in exactly one run, rootless runs being closed by the idle timeout (open runs back to 0).
+//! in exactly one run, rootless runs being closed by the idle timeout (open runs back to 0). Two
+//! of the clients also flood the OTLP logs service (log records for their traces before the
+//! spans): refusals there are retryable too, every acknowledged log record is stored, and each
+//! run holds exactly the distinct log records raw has for its trace.
 
 mod receiver_harness;
 
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use prost::Message;
 use receiver_harness::*;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -40,6 +44,8 @@ fn vm_hwm_kb(pid: u32) -> Option<u64> {
 
 struct Flood {
     acked: Mutex<BTreeSet<(TraceId, SpanId)>>,
+    /// (trace, body) of acknowledged log records.
+    acked_logs: Mutex<BTreeSet<(TraceId, String)>>,
     acks: AtomicU64,
     refused: AtomicU64,
     stop: AtomicBool,
@@ -60,8 +66,57 @@ async fn flood_client(flood: Arc<Flood>, server: (SocketAddr, SocketAddr), id: u
                 .unwrap(),
         )
     };
+    // Clients 2 and 3 also send log records for each trace, before its spans.
+    let mut logs = if (2..4).contains(&id) {
+        Some(
+            LogsServiceClient::connect(format!("http://{}", server.0))
+                .await
+                .unwrap(),
+        )
+    } else {
+        None
+    };
     let mut n = 0u32;
     while !flood.stop.load(Ordering::Relaxed) {
+        if let Some(c) = logs.as_mut() {
+            match c.export(logs_request(trace_logs(0x20 | id, n, 2))).await {
+                Ok(_) => {
+                    let trace = trace_id(0x20 | id, n);
+                    flood
+                        .acked_logs
+                        .lock()
+                        .unwrap()
+                        .extend((0..2).map(|i| (trace, format!("log {n}/{i}"))));
+                    flood.acks.fetch_add(1, Ordering::Relaxed);
+                    // The trace's spans follow in one batch, retried (as an exporter would)
+                    // until acknowledged, so the run joining these records exists.
+                    let Some(spans_client) = client.as_mut() else {
+                        unreachable!("log clients use gRPC")
+                    };
+                    let spans = trace_spans(0x20 | id, n, 512);
+                    let deadline = Instant::now() + WAIT;
+                    loop {
+                        match spans_client.export(request(spans.clone())).await {
+                            Ok(_) => break,
+                            Err(s) => {
+                                assert_eq!(s.code(), tonic::Code::Unavailable, "{s:?}");
+                                flood.refused.fetch_add(1, Ordering::Relaxed);
+                                assert!(Instant::now() < deadline, "spans never acknowledged");
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        }
+                    }
+                    flood.acked.lock().unwrap().extend(ids_of(&spans));
+                    flood.acks.fetch_add(1, Ordering::Relaxed);
+                    n += 1;
+                    continue;
+                }
+                Err(s) => {
+                    assert_eq!(s.code(), tonic::Code::Unavailable, "not retryable: {s:?}");
+                    flood.refused.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
         let mut spans = trace_spans(0x20 | id, n, 512);
         let root = spans.remove(0);
         if rng.below(3) != 0 {
@@ -124,6 +179,7 @@ async fn a_flood_is_refused_retryably_with_bounded_memory_and_acked_spans_reach_
 
     let flood = Arc::new(Flood {
         acked: Mutex::new(BTreeSet::new()),
+        acked_logs: Mutex::new(BTreeSet::new()),
         acks: AtomicU64::new(0),
         refused: AtomicU64::new(0),
         stop: AtomicBool::new(false),
@@ -199,7 +255,41 @@ async fn a_flood_is_refused_retryably_with_bounded_memory_and_acked_spans_reach_
         acked.iter().all(|k| raw.contains_key(k)),
         "an acked span is not in raw"
     );
-    let problems = run_problems(&acked, &raw, &runs_on_disk(&data));
+    let runs = runs_on_disk(&data);
+    let problems = run_problems(&acked, &raw, &runs);
     assert!(problems.is_empty(), "{problems:#?}");
+
+    // Log records: every acknowledged one is stored; every run of a trace with log records holds
+    // exactly raw's distinct ones (a trace whose spans were all refused has no run: its log
+    // records were dropped from memory after the idle timeout and stay in raw).
+    let acked_logs = flood.acked_logs.lock().unwrap().clone();
+    assert!(!acked_logs.is_empty(), "no log record was acknowledged");
+    let raw_logs = raw_logs(&data);
+    assert!(
+        acked_logs.iter().all(|k| raw_logs.contains_key(k)),
+        "an acked log record is not in raw"
+    );
+    let mut raw_per_trace: BTreeMap<TraceId, u64> = BTreeMap::new();
+    for (trace, _) in raw_logs.keys() {
+        *raw_per_trace.entry(*trace).or_insert(0) += 1;
+    }
+    let mut with_runs = 0;
+    for (trace, n) in &raw_per_trace {
+        if let Some(run) = runs.get(&hex(trace)) {
+            with_runs += 1;
+            assert_eq!(
+                run.lineage_log_records,
+                *n,
+                "log records of run {}",
+                hex(trace)
+            );
+        }
+    }
+    println!(
+        "logs: {} acknowledged over {} traces, {with_runs} of them with a run",
+        acked_logs.len(),
+        raw_per_trace.len()
+    );
+    assert!(with_runs > 0, "no run holds log records");
     assert_validate_passes(&data);
 }
