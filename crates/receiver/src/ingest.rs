@@ -36,10 +36,6 @@ pub enum IngestError {
     /// The store failed to persist the batch (HTTP 500 / gRPC INTERNAL unless retryable).
     #[error("raw store: {0}")]
     Store(#[from] StoreError),
-    /// One batch holds more traces than may ever be open at once (not retryable: the batch
-    /// must be split, or `max_open_runs` raised).
-    #[error("batch holds {traces} traces, more than max_open_runs ({cap}) may ever hold open")]
-    TooManyTraces { traces: u64, cap: usize },
     /// The checked batch could not be routed to assembly (unreachable; not retryable).
     #[error("{0}")]
     Internal(String),
@@ -51,7 +47,7 @@ impl IngestError {
         match self {
             IngestError::Busy(_) | IngestError::ShuttingDown => true,
             IngestError::Store(e) => e.is_retryable(),
-            IngestError::TooManyTraces { .. } | IngestError::Internal(_) => false,
+            IngestError::Internal(_) => false,
         }
     }
 }
@@ -365,20 +361,19 @@ impl Ingest {
         }
     }
 
-    /// Reserves one open-run slot for each of `traces` (each may open a run), exactly: refused
-    /// (retryably) when fewer are free. The shards give back the slots of traces that were open
-    /// already, and each slot again when its run is finalized.
+    /// Reserves one open-run slot for each of `traces` (each may open a run) while fewer than
+    /// `max_open_runs` are taken; refused (retryably) at the cap. A batch is let through whole
+    /// when any slot is free, even if its traces need more: most of them are usually open
+    /// already (their slots come back from the shards at once), and requiring them all free
+    /// would starve the batches that complete the open runs. So open runs never exceed the cap
+    /// by more than one batch's traces less one, whatever the concurrency. The shards give back
+    /// the slots of traces that were open already, and each slot again when its run is
+    /// finalized.
     fn reserve_runs(&self, traces: u64) -> Result<RunSlots<'_>, IngestError> {
         let cap = self.max_open_runs as u64;
-        if traces > cap {
-            return Err(IngestError::TooManyTraces {
-                traces,
-                cap: self.max_open_runs,
-            });
-        }
         let gauge = &self.metrics.open_runs;
         match gauge.fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
-            (open + traces <= cap).then_some(open + traces)
+            (open < cap).then_some(open + traces)
         }) {
             Ok(_) => Ok(RunSlots { gauge, n: traces }),
             Err(open) => self.refuse(format!("{open} open runs (cap {cap})")),
