@@ -45,48 +45,70 @@ struct Load {
     stop: AtomicBool,
 }
 
-/// Exports `spans` until one attempt is acknowledged (reconnecting to wherever the server is).
-async fn export_until_acked(
+/// A gRPC export client of the crash test: traces or logs.
+trait Exporter: Sized {
+    type Req: Clone;
+    async fn connect(url: String) -> Option<Self>;
+    /// Whether the acknowledgement named no rejected item.
+    async fn send(&mut self, req: Self::Req) -> Result<bool, tonic::Status>;
+}
+
+impl Exporter for TraceServiceClient<tonic::transport::Channel> {
+    type Req = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    async fn connect(url: String) -> Option<Self> {
+        TraceServiceClient::connect(url).await.ok()
+    }
+    async fn send(&mut self, req: Self::Req) -> Result<bool, tonic::Status> {
+        let resp = self.export(req).await?;
+        Ok(resp.into_inner().partial_success.is_none())
+    }
+}
+
+impl Exporter for LogsServiceClient<tonic::transport::Channel> {
+    type Req = opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    async fn connect(url: String) -> Option<Self> {
+        LogsServiceClient::connect(url).await.ok()
+    }
+    async fn send(&mut self, req: Self::Req) -> Result<bool, tonic::Status> {
+        let resp = self.export(req).await?;
+        Ok(resp.into_inner().partial_success.is_none())
+    }
+}
+
+/// Sends one request until an attempt is acknowledged, (re)connecting with `connect` to wherever
+/// the server is now; only retryable failures are accepted from a (re)starting receiver.
+async fn until_acked<C: Exporter>(
     load: &Load,
-    conn: &mut Option<(SocketAddr, TraceServiceClient<tonic::transport::Channel>)>,
-    spans: Vec<Span>,
+    conn: &mut Option<(SocketAddr, C)>,
+    what: &str,
+    req: C::Req,
 ) {
-    let ids = ids_of(&spans);
-    let req = request(spans);
     let deadline = Instant::now() + WAIT;
     loop {
-        assert!(Instant::now() < deadline, "a batch was never acknowledged");
+        assert!(
+            Instant::now() < deadline,
+            "a {what} batch was never acknowledged"
+        );
         let addr = *load.grpc.lock().unwrap();
         if conn.as_ref().map(|c| c.0) != Some(addr) {
-            *conn = TraceServiceClient::connect(format!("http://{addr}"))
+            *conn = C::connect(format!("http://{addr}"))
                 .await
-                .ok()
                 .map(|c| (addr, c));
         }
         if let Some((_, client)) = conn.as_mut() {
-            let sent = tokio::time::timeout(Duration::from_secs(10), client.export(req.clone()));
-            match sent.await {
-                Ok(Ok(resp)) => {
-                    assert!(
-                        resp.into_inner().partial_success.is_none(),
-                        "valid spans rejected"
-                    );
-                    load.acked.lock().unwrap().extend(ids);
+            match tokio::time::timeout(Duration::from_secs(10), client.send(req.clone())).await {
+                Ok(Ok(complete)) => {
+                    assert!(complete, "valid {what} rejected");
                     load.acks.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                Ok(Err(status)) => {
-                    // Only retryable codes are acceptable from a (re)starting receiver.
-                    assert!(
-                        matches!(
-                            status.code(),
-                            tonic::Code::Unavailable
-                                | tonic::Code::Unknown
-                                | tonic::Code::Cancelled
-                        ),
-                        "non-retryable error: {status:?}"
-                    );
-                }
+                Ok(Err(status)) => assert!(
+                    matches!(
+                        status.code(),
+                        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+                    ),
+                    "non-retryable error: {status:?}"
+                ),
                 Err(_) => {}
             }
             *conn = None;
@@ -96,7 +118,19 @@ async fn export_until_acked(
     }
 }
 
-/// Exports log records until one attempt is acknowledged (reconnecting as needed).
+/// Exports `spans` until one attempt is acknowledged.
+async fn export_until_acked(
+    load: &Load,
+    conn: &mut Option<(SocketAddr, TraceServiceClient<tonic::transport::Channel>)>,
+    spans: Vec<Span>,
+) {
+    let ids = ids_of(&spans);
+    let req = request(spans);
+    until_acked(load, conn, "spans", req).await;
+    load.acked.lock().unwrap().extend(ids);
+}
+
+/// Exports log records until one attempt is acknowledged.
 async fn export_logs_until_acked(
     load: &Load,
     conn: &mut Option<(SocketAddr, LogsServiceClient<tonic::transport::Channel>)>,
@@ -116,45 +150,8 @@ async fn export_logs_until_acked(
         })
         .collect();
     let req = logs_request(records);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "a logs batch was never acknowledged"
-        );
-        let addr = *load.grpc.lock().unwrap();
-        if conn.as_ref().map(|c| c.0) != Some(addr) {
-            *conn = LogsServiceClient::connect(format!("http://{addr}"))
-                .await
-                .ok()
-                .map(|c| (addr, c));
-        }
-        if let Some((_, client)) = conn.as_mut() {
-            let sent = tokio::time::timeout(Duration::from_secs(10), client.export(req.clone()));
-            match sent.await {
-                Ok(Ok(resp)) => {
-                    assert!(
-                        resp.into_inner().partial_success.is_none(),
-                        "valid log records rejected"
-                    );
-                    load.acked_logs.lock().unwrap().extend(keys);
-                    load.acks.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-                Ok(Err(status)) => assert!(
-                    matches!(
-                        status.code(),
-                        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
-                    ),
-                    "non-retryable error: {status:?}"
-                ),
-                Err(_) => {}
-            }
-            *conn = None;
-        }
-        load.failures.fetch_add(1, Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_acked(load, conn, "log records", req).await;
+    load.acked_logs.lock().unwrap().extend(keys);
 }
 
 /// The logs client: for each trace, its log records first, then all its spans in one batch.
